@@ -1,0 +1,73 @@
+# netfence.docker — the two commands of the README are `make demo` and `make test`.
+VENV    ?= /opt/netfence/venv
+PY      := $(VENV)/bin/python
+export PATH := $(VENV)/bin:$(PATH)
+BUILD   := build
+COLL    := $(BUILD)/ansible_collections/netfence/docker
+LAB     := $(PY) tests/lab/lab.py
+PYTEST_ARGS ?=
+
+.PHONY: help deps demo test unit integration sanity lint molecule lab-up lab-down lab-status \
+        probe bench build-collection root-firewall-snapshot clean
+
+help:
+	@echo "make demo   - set up everything, bring the lab up, show a blackout and its restore"
+	@echo "make test   - every test: sanity, ansible-lint, molecule, unit and integration (pytest)"
+	@echo "make bench  - benchmarks (not part of make test); results in bench/results/"
+
+deps:
+	@bash tools/setup
+
+lab-up: deps
+	$(LAB) up
+
+lab-down:
+	@if [ -x $(PY) ]; then $(LAB) down; else python3 tests/lab/lab.py down; fi
+
+lab-status:
+	$(LAB) status
+
+probe:
+	$(LAB) probe
+
+demo: deps root-firewall-snapshot
+	$(PY) tools/demo.py
+
+root-firewall-snapshot:
+	@mkdir -p $(BUILD)
+	@$(PY) tools/rootfw.py snapshot $(BUILD)/root-firewall.before
+
+# ansible-test needs the collection under ansible_collections/<namespace>/<name>/ in a git repo.
+build-collection:
+	@rm -rf $(COLL) && mkdir -p $(COLL)
+	@rsync -a --delete --exclude .git --exclude build --exclude .venv --exclude '__pycache__' \
+	  --exclude .pytest_cache ./ $(COLL)/
+	@cd $(COLL) && git init -q && git add -A && \
+	  git -c user.name=ci -c user.email=ci@localhost commit -qm snapshot
+
+sanity: deps build-collection
+	cd $(COLL) && ansible-test sanity --venv --python 3.11 --color no
+
+lint: deps
+	ansible-lint --profile production
+
+molecule: deps lab-up
+	cd extensions && molecule test --all
+
+unit: deps
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: deps lab-up
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# Order matters: the root-namespace firewall is snapshotted first and compared by the last
+# pytest test; the pytest summary line is the last thing printed.
+test: deps root-firewall-snapshot lab-up sanity lint molecule
+	NETFENCE_ROOT_FW_BEFORE=$(CURDIR)/$(BUILD)/root-firewall.before \
+	  $(PY) -m pytest -p no:cacheprovider tests/unit tests/integration $(PYTEST_ARGS)
+
+bench: deps lab-up
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(BUILD) .pytest_cache
