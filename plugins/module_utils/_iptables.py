@@ -1,0 +1,339 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2025, netfence.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""iptables-save parsing, diffing by tag identity, restore payloads and the host firewall."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shlex
+import typing as t
+from dataclasses import dataclass, field
+
+from ansible_collections.netfence.docker.plugins.module_utils._planner import (
+    DATESTOP_FORMAT,
+    FAMILIES,
+    Chains,
+    Rule,
+    Tag,
+    parse_tag,
+    utc,
+)
+
+Runner = t.Callable[[t.List[str], t.Optional[str]], t.Tuple[int, str, str]]
+VARIANTS = ('nft', 'legacy')
+BINARY_NAMES = tuple(
+    '%s%s-%s' % (prog, variant, action)
+    for prog in ('iptables', 'ip6tables')
+    for variant in ('', '-nft', '-legacy')
+    for action in ('save', 'restore')
+)
+_COUNTERS_RE = re.compile(r'^\[\d+:\d+\]\s+')
+_CHAIN_RE = re.compile(r'^:(\S+)\s+(\S+)(?:\s+\[\d+:\d+\])?\s*$')
+_RULE_RE = re.compile(r'^-A\s+(\S+)(?:\s+(.*?))?\s*$')
+
+
+class FirewallError(Exception):
+    """The host firewall could not be read, understood or changed."""
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------
+
+def parse_save(text: str) -> dict[str, dict[str, t.Any]]:
+    """{table: {'chains': {name: policy or '-'}, 'rules': [(chain, spec)]}} from iptables-save output."""
+    tables: dict[str, dict[str, t.Any]] = {}
+    current: dict[str, t.Any] | None = None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = _COUNTERS_RE.sub('', raw.strip())
+        if not line or line.startswith('#'):
+            continue
+        if line.startswith('*'):
+            current = tables.setdefault(line[1:].strip(), {'chains': {}, 'rules': []})
+        elif line == 'COMMIT':
+            current = None
+        elif current is None:
+            raise FirewallError('iptables-save output line %d outside a table: %r' % (lineno, raw))
+        elif line.startswith(':'):
+            m = _CHAIN_RE.match(line)
+            if not m:
+                raise FirewallError('cannot parse chain line %d: %r' % (lineno, raw))
+            current['chains'][m.group(1)] = m.group(2)
+        elif line.startswith('-A'):
+            m = _RULE_RE.match(line)
+            if not m:
+                raise FirewallError('cannot parse rule line %d: %r' % (lineno, raw))
+            current['rules'].append((m.group(1), m.group(2) or ''))
+        else:
+            raise FirewallError('unexpected iptables-save line %d: %r' % (lineno, raw))
+    return tables
+
+
+def normalise(text: str) -> list[str]:
+    """Comparable lines: no comments/counters, chains and rules sorted within each table."""
+    out: list[str] = []
+    for table, content in sorted(parse_save(text).items()):
+        out.append('*' + table)
+        out.extend(sorted(':%s %s' % item for item in content['chains'].items()))
+        out.extend(sorted('-A %s %s' % rule for rule in content['rules']))
+        out.append('COMMIT')
+    return out
+
+
+def _datestop(tokens: list[str]) -> dt.datetime | None:
+    for i, tok in enumerate(tokens[:-1]):
+        if tok == '--datestop':
+            try:
+                return dt.datetime.strptime(tokens[i + 1], DATESTOP_FORMAT).replace(tzinfo=dt.timezone.utc)
+            except ValueError:
+                return None
+    return None
+
+
+@dataclass(frozen=True)
+class ExistingRule:
+    """A netfence rule found in iptables-save output (spec exactly as saved)."""
+
+    family: str
+    table: str
+    chain: str
+    spec: str
+    tag: Tag
+    datestop: dt.datetime | None
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.family, self.table, self.chain, self.tag.render())
+
+    @property
+    def line(self) -> str:
+        return '-A %s %s' % (self.chain, self.spec)
+
+    def expired(self, now: dt.datetime) -> bool:
+        return self.datestop is not None and self.datestop <= utc(now)
+
+
+def tag_of(spec: str) -> Tag | None:
+    """The netfence tag of a saved rule spec, or None (foreign / unparsable)."""
+    try:
+        tokens = shlex.split(spec)
+    except ValueError:
+        return None
+    comments = [tokens[i + 1] for i, tok in enumerate(tokens[:-1]) if tok == '--comment']
+    if len(comments) != 1:
+        return None
+    return parse_tag(comments[0])
+
+
+def netfence_rules(parsed: dict[str, dict[str, t.Any]], family: str) -> list[ExistingRule]:
+    """Rules whose single comment parses as a netfence tag, in saved order."""
+    found = []
+    for table, content in parsed.items():
+        for chain, spec in content['rules']:
+            tag = tag_of(spec)
+            if tag is None:
+                continue
+            found.append(ExistingRule(family=family, table=table, chain=chain, spec=spec, tag=tag,
+                                      datestop=_datestop(shlex.split(spec))))
+    return found
+
+
+def oldest_since(existing: t.Iterable[ExistingRule], name: str) -> dt.datetime | None:
+    """The ``since`` to reuse when re-planning blackout ``name`` (oldest on its live rules)."""
+    values = [r.tag.since for r in existing if r.tag.bo == name]
+    return min(values) if values else None
+
+
+# ---------------------------------------------------------------------------
+# Diff and payload
+# ---------------------------------------------------------------------------
+
+AnyRule = t.Union[Rule, ExistingRule]
+
+
+def diff(
+    existing: t.Sequence[ExistingRule],
+    desired: t.Sequence[Rule],
+    name: str,
+    now: dt.datetime,
+) -> tuple[list[Rule], list[ExistingRule]]:
+    """(to_add, to_remove) by identity.
+
+    to_remove: rules of blackout ``name`` not desired, expired rules of any blackout, duplicates.
+    to_add: desired rules not present (expired ones are never added). When inserting at the top
+    would not give the planned order in a chain, that chain's desired rules are all re-inserted.
+    """
+    now = utc(now)
+    wanted = {r.identity for r in desired}
+    to_remove: list[ExistingRule] = []
+    kept: dict[tuple[str, str, str, str], ExistingRule] = {}
+    kept_order: list[ExistingRule] = []
+    for rule in existing:
+        if (rule.tag.bo == name and rule.identity not in wanted) or rule.expired(now) or rule.identity in kept:
+            to_remove.append(rule)
+        else:
+            kept[rule.identity] = rule
+            kept_order.append(rule)
+    live = [r for r in desired if not _rule_expired(r, now)]
+    to_add = [r for r in live if r.identity not in kept]
+    # Per chain, inserting additions at the top gives [added..., kept...]; check that equals the plan.
+    for key in sorted({(r.family, r.table, r.chain) for r in to_add}):
+        planned = [r for r in live if (r.family, r.table, r.chain) == key]
+        adding = {r.identity for r in to_add}
+        result = [r.identity for r in planned if r.identity in adding]
+        result += [r.identity for r in kept_order
+                   if (r.family, r.table, r.chain) == key and r.identity in wanted]
+        if result != [r.identity for r in planned]:
+            for rule in kept_order:
+                if (rule.family, rule.table, rule.chain) == key and rule.identity in wanted and rule not in to_remove:
+                    to_remove.append(rule)
+                    to_add.append(next(r for r in planned if r.identity == rule.identity))
+    order = {id(r): i for i, r in enumerate(desired)}
+    to_add.sort(key=lambda r: order[id(r)])
+    return to_add, to_remove
+
+
+def _rule_expired(rule: Rule, now: dt.datetime) -> bool:
+    stop = _datestop(shlex.split(rule.spec))
+    return stop is not None and stop <= now
+
+
+def restore_payload(to_add: t.Sequence[Rule], to_remove: t.Sequence[AnyRule], family: str) -> str:
+    """iptables-restore --noflush input: deletions, then insertions at 1 in reverse planned order.
+
+    Returns '' when there is nothing to do for ``family``.
+    """
+    tables: dict[str, list[str]] = {}
+    for rule in to_remove:
+        if rule.family == family:
+            tables.setdefault(rule.table, []).append('-D %s %s' % (rule.chain, rule.spec))
+    for rule in reversed(list(to_add)):
+        if rule.family == family:
+            tables.setdefault(rule.table, []).append('-I %s 1 %s' % (rule.chain, rule.spec))
+    out = []
+    for table, lines in tables.items():
+        out.append('*%s\n%sCOMMIT\n' % (table, ''.join(line + '\n' for line in lines)))
+    return ''.join(out)
+
+
+# ---------------------------------------------------------------------------
+# Host firewall
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Detection:
+    """Which iptables variant holds Docker's chains, and what IPv6 offers."""
+
+    variant: str
+    commands: dict[str, tuple[str, str]] = field(hash=False)  # family -> (save, restore)
+    v6_forward: str | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def chains(self) -> Chains:
+        return Chains(forward={'ipv4': 'DOCKER-USER', 'ipv6': self.v6_forward},
+                      families=tuple(f for f in FAMILIES if f in self.commands))
+
+
+def _variant_of_version(text: str) -> str:
+    if '(nf_tables)' in text:
+        return 'nft'
+    return 'legacy'  # '(legacy)', or iptables < 1.8 which has no nft variant
+
+
+class Firewall:
+    """Reads and changes the filter table through injected ``run`` and binary paths."""
+
+    def __init__(self, run: Runner, binaries: t.Mapping[str, str | None]) -> None:
+        self.run = run
+        self.binaries = {k: v for k, v in binaries.items() if v}
+        self.detection: Detection | None = None
+
+    def _default_variant(self, prog: str) -> str | None:
+        path = self.binaries.get('%s-save' % prog)
+        if not path:
+            return None
+        rc, out, err = self.run([path, '--version'], None)
+        return _variant_of_version(out + err) if rc == 0 else None
+
+    def _binary(self, prog: str, variant: str, action: str, default_variant: str | None) -> str | None:
+        explicit = self.binaries.get('%s-%s-%s' % (prog, variant, action))
+        if explicit:
+            return explicit
+        return self.binaries.get('%s-%s' % (prog, action)) if default_variant == variant else None
+
+    def detect(self) -> Detection:
+        """Pick the variant whose filter table has :DOCKER-USER; probe IPv6."""
+        default = self._default_variant('iptables')
+        holders: list[str] = []
+        problems: list[str] = []
+        for variant in VARIANTS:
+            save = self._binary('iptables', variant, 'save', default)
+            if not save:
+                continue
+            rc, out, err = self.run([save, '-t', 'filter'], None)
+            if rc != 0:
+                problems.append('%s -t filter failed (rc=%s): %s' % (save, rc, err.strip()))
+            elif re.search(r'^:DOCKER-USER\s', out, re.M):
+                holders.append(variant)
+        notes: list[str] = []
+        if not holders:
+            hint = ' (%s)' % '; '.join(problems) if problems else ''
+            raise FirewallError('DOCKER-USER chain not found: is Docker running with iptables enabled? '
+                                '(Docker\'s nftables firewall backend is not supported)' + hint)
+        if len(holders) == 1:
+            variant = holders[0]
+            if default is not None and variant != default:
+                notes.append('DOCKER-USER is in iptables-%s while iptables defaults to %s: using %s'
+                             % (variant, default, variant))
+        else:
+            variant = default or 'nft'
+            notes.append('both iptables-nft and iptables-legacy hold DOCKER-USER: using %s (the default)' % variant)
+        commands = {}
+        save4 = self._binary('iptables', variant, 'save', default)
+        restore4 = self._binary('iptables', variant, 'restore', default)
+        if not (save4 and restore4):
+            raise FirewallError('iptables-%s-restore not found next to iptables-%s-save' % (variant, variant))
+        commands['ipv4'] = (save4, restore4)
+        v6_forward = None
+        default6 = self._default_variant('ip6tables')
+        save6 = self._binary('ip6tables', variant, 'save', default6)
+        restore6 = self._binary('ip6tables', variant, 'restore', default6)
+        if save6 and restore6:
+            rc, out, err = self.run([save6, '-t', 'filter'], None)
+            if rc == 0:
+                commands['ipv6'] = (save6, restore6)
+                v6_forward = 'DOCKER-USER' if re.search(r'^:DOCKER-USER\s', out, re.M) else 'FORWARD'
+            else:
+                notes.append('IPv6 disabled: %s -t filter failed: %s' % (save6, err.strip()))
+        else:
+            notes.append('IPv6 disabled: no ip6tables-%s save/restore binaries' % variant)
+        self.detection = Detection(variant=variant, commands=commands, v6_forward=v6_forward, notes=tuple(notes))
+        return self.detection
+
+    def _commands(self, family: str) -> tuple[str, str]:
+        detection = self.detection or self.detect()
+        if family not in detection.commands:
+            raise FirewallError('%s is not available on this host' % family)
+        return detection.commands[family]
+
+    def save(self, family: str) -> str:
+        """``<variant>-save -t filter`` output."""
+        save = self._commands(family)[0]
+        rc, out, err = self.run([save, '-t', 'filter'], None)
+        if rc != 0:
+            raise FirewallError('%s -t filter failed (rc=%s): %s' % (save, rc, err.strip() or out.strip()))
+        return out
+
+    def apply(self, family: str, payload: str) -> None:
+        """Feed ``payload`` to ``<variant>-restore --noflush -w``."""
+        if not payload:
+            return
+        restore = self._commands(family)[1]
+        rc, out, err = self.run([restore, '--noflush', '-w'], payload)
+        if rc != 0:
+            raise FirewallError('%s --noflush -w failed (rc=%s): %s' % (restore, rc, err.strip() or out.strip()))

@@ -1,0 +1,470 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2025, netfence.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Plan the exact, deterministic iptables rules of a blackout (see docs/design.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import re
+import typing as t
+from dataclasses import dataclass, field
+
+from ansible_collections.netfence.docker.plugins.module_utils._docker_api import Container
+
+FAMILIES = ('ipv4', 'ipv6')
+PATHS = ('forward', 'host', 'loopback', 'outbound', 'reply')
+DIRECTIONS = ('inbound', 'both')
+REJECT_WITH = ('reset', 'icmp', 'drop')
+PROTOS = ('tcp', 'udp')
+TABLE = 'filter'
+HOST_CHAIN = 'OUTPUT'
+INPUT_CHAIN = 'INPUT'
+MAX_COMMENT = 255
+SINCE_FORMAT = '%Y%m%dT%H%M%SZ'
+DATESTOP_FORMAT = '%Y-%m-%dT%H:%M:%S'
+LOOPBACK = {'ipv4': '127.0.0.1/32', 'ipv6': '::1/128'}
+_LOOPBACK_BINDS = {'ipv4': ('', '0.0.0.0', '127.0.0.1'), 'ipv6': ('::', '::1')}
+_ICMP_UNREACH = {'ipv4': 'icmp-port-unreachable', 'ipv6': 'icmp6-port-unreachable'}
+_SINGLE = {'ipv4': '/32', 'ipv6': '/128'}
+
+BLACKOUT_NAME_PATTERN = r'[A-Za-z0-9][A-Za-z0-9_.,/-]{0,99}'
+_CT_PATTERN = r'[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}'
+_TAG_RE = re.compile(
+    r'netfence bo=(?P<bo>%s) ct=(?P<ct>%s) id=(?P<cid>[0-9a-f]{12}) since=(?P<since>[0-9]{8}T[0-9]{6}Z)'
+    r' p=(?P<path>%s) h=(?P<h>[0-9a-f]{8})' % (BLACKOUT_NAME_PATTERN, _CT_PATTERN, '|'.join(PATHS)))
+
+
+class PlanError(ValueError):
+    """The requested blackout cannot be planned."""
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """Aware UTC datetime at second resolution (naive values are taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).replace(microsecond=0)
+
+
+# ---------------------------------------------------------------------------
+# Names and tags
+# ---------------------------------------------------------------------------
+
+def validate_blackout_name(name: t.Any) -> str:
+    """Check the blackout name charset and length (design.md)."""
+    if not isinstance(name, str) or not name:
+        raise PlanError('blackout name must be a non-empty string')
+    if not re.fullmatch(BLACKOUT_NAME_PATTERN, name):
+        raise PlanError('blackout name %r is invalid: it must match %s (max 100 characters)'
+                        % (name, BLACKOUT_NAME_PATTERN))
+    return name
+
+
+def blackout_name(
+    *,
+    service: str | None = None,
+    project: str | None = None,
+    names: t.Iterable[str] | None = None,
+    name: str | None = None,
+) -> str:
+    """Derive the blackout name: name, else project/service or service, else sorted names joined by ','."""
+    if name:
+        return validate_blackout_name(name)
+    if service:
+        return validate_blackout_name('%s/%s' % (project, service) if project else service)
+    names = sorted(set(names or ()))
+    if names:
+        return validate_blackout_name(','.join(names))
+    raise PlanError('name is required when selecting containers by labels')
+
+
+@dataclass(frozen=True)
+class Tag:
+    """The rule comment: ``netfence bo=… ct=… id=… since=… p=… h=…``."""
+
+    bo: str
+    ct: str
+    cid: str
+    since: dt.datetime
+    path: str
+    h: str
+
+    def render(self) -> str:
+        text = 'netfence bo=%s ct=%s id=%s since=%s p=%s h=%s' % (
+            self.bo, self.ct, self.cid, utc(self.since).strftime(SINCE_FORMAT), self.path, self.h)
+        if len(text) > MAX_COMMENT or parse_tag(text) != self:
+            raise PlanError('cannot render a valid rule tag from %r' % (self,))
+        return text
+
+
+def parse_tag(comment: t.Any) -> Tag | None:
+    """Parse a comment as a netfence tag; anything not exactly in the format gives None."""
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
+        return None
+    m = _TAG_RE.fullmatch(comment)
+    if not m:
+        return None
+    try:
+        since = dt.datetime.strptime(m.group('since'), SINCE_FORMAT).replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+    return Tag(bo=m.group('bo'), ct=m.group('ct'), cid=m.group('cid'), since=since,
+               path=m.group('path'), h=m.group('h'))
+
+
+def quote_arg(value: str) -> str:
+    """Quote like xtables_save_string (iptables-save / iptables-restore)."""
+    if value and re.fullmatch(r'[A-Za-z0-9_-]+', value):
+        return value
+    return '"%s"' % re.sub(r'(["\\\'])', r'\\\1', value)
+
+
+# ---------------------------------------------------------------------------
+# Options and host description
+# ---------------------------------------------------------------------------
+
+def parse_port(value: t.Any) -> tuple[int, str]:
+    """80, '80', '80/tcp', '53/udp' or (53, 'udp') -> (port, proto)."""
+    proto = 'tcp'
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        value, proto = value
+    elif isinstance(value, str) and '/' in value:
+        value, proto = value.split('/', 1)
+    proto = str(proto).strip().lower()
+    if proto not in PROTOS:
+        raise PlanError('port protocol %r is not supported (use tcp or udp)' % (proto,))
+    if isinstance(value, bool):
+        raise PlanError('invalid port %r' % (value,))
+    try:
+        port = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise PlanError('invalid port %r (expected 1-65535, optionally /tcp or /udp)' % (value,)) from None
+    if not 1 <= port <= 65535:
+        raise PlanError('port %r out of range 1-65535' % (value,))
+    return port, proto
+
+
+def normalise_cidr(value: t.Any) -> str:
+    """'10.0.0.1' -> '10.0.0.1/32', host bits cleared; reject /0."""
+    try:
+        net = ipaddress.ip_network(str(value).strip(), strict=False)
+    except ValueError:
+        raise PlanError('allow_from entry %r is not an IP address or CIDR' % (value,)) from None
+    if net.prefixlen == 0:
+        raise PlanError('allow_from entry %r would allow everyone; remove it instead' % (value,))
+    return net.with_prefixlen if net.version == 4 else '%s/%d' % (net.network_address.compressed, net.prefixlen)
+
+
+def _cidr_family(cidr: str) -> str:
+    return 'ipv6' if ':' in cidr else 'ipv4'
+
+
+@dataclass(frozen=True)
+class Options:
+    """Validated, normalised blackout options (use Options.build for loose input)."""
+
+    direction: str = 'inbound'
+    reject_with: str = 'reset'
+    ports: tuple[tuple[int, str], ...] = ()
+    allow_from: tuple[str, ...] = ()
+    loopback: bool = True
+    expires: dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise PlanError('direction must be one of %s, got %r' % (', '.join(DIRECTIONS), self.direction))
+        if self.reject_with not in REJECT_WITH:
+            raise PlanError('reject_with must be one of %s, got %r' % (', '.join(REJECT_WITH), self.reject_with))
+        if tuple(sorted(set(parse_port(p) for p in self.ports))) != self.ports:
+            raise PlanError('ports must be sorted unique (port, proto) tuples; use Options.build')
+        if tuple(sorted(set(normalise_cidr(c) for c in self.allow_from),
+                        key=lambda c: (_cidr_family(c), ipaddress.ip_network(c)))) != self.allow_from:
+            raise PlanError('allow_from must be sorted unique normalised CIDRs; use Options.build')
+        if self.expires is not None and self.expires != utc(self.expires):
+            raise PlanError('expires must be an aware UTC datetime without microseconds; use Options.build')
+
+    @classmethod
+    def build(
+        cls,
+        direction: str = 'inbound',
+        reject_with: str = 'reset',
+        ports: t.Iterable[t.Any] = (),
+        allow_from: t.Iterable[t.Any] = (),
+        loopback: bool = True,
+        expires: dt.datetime | None = None,
+    ) -> Options:
+        cidrs = {normalise_cidr(c) for c in allow_from or ()}
+        return cls(
+            direction=direction,
+            reject_with=reject_with,
+            ports=tuple(sorted({parse_port(p) for p in ports or ()})),
+            allow_from=tuple(sorted(cidrs, key=lambda c: (_cidr_family(c), ipaddress.ip_network(c)))),
+            loopback=bool(loopback),
+            expires=utc(expires) if expires is not None else None,
+        )
+
+    def cidrs(self, family: str) -> tuple[str, ...]:
+        return tuple(c for c in self.allow_from if _cidr_family(c) == family)
+
+
+def expires_after(since: dt.datetime, seconds: int | float) -> dt.datetime:
+    """Absolute expiry for a duration counted from ``since`` (design.md)."""
+    return utc(utc(since) + dt.timedelta(seconds=int(seconds)))
+
+
+@dataclass(frozen=True)
+class Chains:
+    """What the host offers: forward chain per family (None = no forward rules) and usable families."""
+
+    forward: dict[str, str | None] = field(
+        default_factory=lambda: {'ipv4': 'DOCKER-USER', 'ipv6': 'DOCKER-USER'}, hash=False)
+    families: tuple[str, ...] = FAMILIES
+
+
+# ---------------------------------------------------------------------------
+# Rules
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Rule:
+    """One planned rule; ``spec`` excludes ``-A CHAIN`` and includes the comment."""
+
+    family: str
+    table: str
+    chain: str
+    spec: str
+    tag: Tag
+    path: str
+    address: str
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.family, self.table, self.chain, self.tag.render())
+
+    @property
+    def line(self) -> str:
+        return '-A %s %s' % (self.chain, self.spec)
+
+
+def _neg(negate: bool, opt: str, value: str) -> list[str]:
+    return (['!'] if negate else []) + [opt, value]
+
+
+def _match_tokens(
+    *,
+    src: str | None = None,
+    src_neg: bool = False,
+    dst: str | None = None,
+    dst_neg: bool = False,
+    proto: str | None = None,
+    proto_neg: bool = False,
+    port: int | None = None,
+    port_opt: str = '--dport',
+    ranges: tuple[str, ...] = (),
+    range_opt: str = '--src-range',
+    ctdir: str | None = None,
+    expires: dt.datetime | None = None,
+) -> list[str]:
+    """Tokens in canonical iptables-save order (without comment and target)."""
+    tokens: list[str] = []
+    if src:
+        tokens += _neg(src_neg, '-s', src)
+    if dst:
+        tokens += _neg(dst_neg, '-d', dst)
+    if proto:
+        tokens += _neg(proto_neg, '-p', proto)
+    if port is not None:
+        tokens += ['-m', t.cast(str, proto), port_opt, str(port)]
+    for cidr in ranges:
+        net = ipaddress.ip_network(cidr)
+        tokens += ['-m', 'iprange', '!', range_opt,
+                   '%s-%s' % (net.network_address.compressed, net.broadcast_address.compressed)]
+    if ctdir:
+        tokens += ['-m', 'conntrack', '--ctdir', ctdir]
+    if expires is not None:
+        tokens += ['-m', 'time', '--datestop', utc(expires).strftime(DATESTOP_FORMAT)]
+    return tokens
+
+
+class _Planner:
+    def __init__(self, name: str, options: Options, since: dt.datetime) -> None:
+        self.name = validate_blackout_name(name)
+        self.options = options
+        self.since = utc(since)
+        self.rules: list[Rule] = []
+        self.seen: set[tuple[str, str, str, str]] = set()
+
+    def targets(self, family: str, proto: str | None) -> list[str]:
+        if self.options.reject_with == 'drop':
+            return ['-j', 'DROP']
+        if self.options.reject_with == 'reset' and proto == 'tcp':
+            return ['-j', 'REJECT', '--reject-with', 'tcp-reset']
+        return ['-j', 'REJECT', '--reject-with', _ICMP_UNREACH[family]]
+
+    def add(self, family: str, chain: str, path: str, container: Container, address: str,
+            matches: list[str], target: list[str]) -> None:
+        body = ' '.join(matches + target)
+        cid = container.short_id
+        digest = hashlib.sha1('|'.join((family, TABLE, chain, body, self.name, cid)).encode('utf-8')).hexdigest()[:8]
+        tag = Tag(bo=self.name, ct=container.name, cid=cid, since=self.since, path=path, h=digest)
+        overflow = len('netfence bo=%s ct=%s id=%s since=%s p=%s h=%s' % (
+            tag.bo, tag.ct, tag.cid, 'x' * 16, tag.path, tag.h)) - MAX_COMMENT
+        if overflow > 0:  # the container name is informational (id is authoritative): shorten it
+            tag = Tag(bo=tag.bo, ct=tag.ct[:len(tag.ct) - overflow], cid=cid, since=tag.since, path=path, h=digest)
+        spec = ' '.join(matches + ['-m', 'comment', '--comment', quote_arg(tag.render())] + target)
+        rule = Rule(family=family, table=TABLE, chain=chain, spec=spec, tag=tag, path=path, address=address)
+        _check_single_address(rule, matches)
+        if rule.identity not in self.seen:
+            self.seen.add(rule.identity)
+            self.rules.append(rule)
+
+    def rejects(self, family: str, chain: str, path: str, container: Container, address: str,
+                port_opt: str | None, **match: t.Any) -> None:
+        """Reject set for one chain/path: per port, or tcp-reset + non-tcp, or a single rule."""
+        if self.options.ports and port_opt:
+            for port, proto in self.options.ports:
+                self.add(family, chain, path, container, address,
+                         _match_tokens(proto=proto, port=port, port_opt=port_opt, **match),
+                         self.targets(family, proto))
+        elif self.options.reject_with == 'reset':
+            self.add(family, chain, path, container, address,
+                     _match_tokens(proto='tcp', **match), self.targets(family, 'tcp'))
+            self.add(family, chain, path, container, address,
+                     _match_tokens(proto='tcp', proto_neg=True, **match), self.targets(family, None))
+        else:
+            self.add(family, chain, path, container, address, _match_tokens(**match), self.targets(family, None))
+
+    def address(self, family: str, forward: str | None, container: Container, addr: str) -> None:
+        opts = self.options
+        cidrs = opts.cidrs(family)
+        exp = opts.expires
+        # Host chains cannot RETURN (it would apply the built-in chain's policy): negate instead.
+        host_neg: dict[str, t.Any] = {}
+        if len(cidrs) == 1:
+            host_neg = {'src': cidrs[0], 'src_neg': True}
+        elif cidrs:
+            host_neg = {'ranges': cidrs, 'range_opt': '--src-range'}
+        if forward:
+            for cidr in cidrs:
+                self.add(family, forward, 'forward', container, addr,
+                         _match_tokens(src=cidr, dst=addr, ctdir='ORIGINAL', expires=exp), ['-j', 'RETURN'])
+            self.rejects(family, forward, 'forward', container, addr, '--dport',
+                         dst=addr, ctdir='ORIGINAL', expires=exp)
+        self.rejects(family, HOST_CHAIN, 'host', container, addr, '--dport',
+                     dst=addr, ctdir='ORIGINAL', expires=exp, **host_neg)
+        if opts.direction != 'both':
+            return
+        input_neg: dict[str, t.Any] = {}
+        if len(cidrs) == 1:
+            input_neg = {'dst': cidrs[0], 'dst_neg': True}
+        elif cidrs:
+            input_neg = {'ranges': cidrs, 'range_opt': '--dst-range'}
+        if forward:
+            # No ctdir: allowed peers keep both their own and the replies to their connections.
+            for cidr in cidrs:
+                self.add(family, forward, 'outbound', container, addr,
+                         _match_tokens(src=addr, dst=cidr, expires=exp), ['-j', 'RETURN'])
+            self.rejects(family, forward, 'outbound', container, addr, None,
+                         src=addr, ctdir='ORIGINAL', expires=exp)
+        self.rejects(family, INPUT_CHAIN, 'outbound', container, addr, None,
+                     src=addr, ctdir='ORIGINAL', expires=exp, **input_neg)
+        if forward:
+            self.rejects(family, forward, 'reply', container, addr, '--sport',
+                         src=addr, ctdir='REPLY', expires=exp)
+        self.rejects(family, INPUT_CHAIN, 'reply', container, addr, '--sport',
+                     src=addr, ctdir='REPLY', expires=exp, **input_neg)
+
+    def loopback(self, family: str, containers: list[Container]) -> None:
+        opts = self.options
+        cidrs = opts.cidrs(family)
+        neg: dict[str, t.Any] = {}
+        if len(cidrs) == 1:
+            neg = {'src': cidrs[0], 'src_neg': True}
+        elif cidrs:
+            neg = {'ranges': cidrs, 'range_opt': '--src-range'}
+        addr = LOOPBACK[family]
+        done: set[int] = set()
+        for container in containers:
+            for port in sorted(container.ports, key=lambda p: (p.host_port, p.container_port, p.host_ip)):
+                if port.proto != 'tcp' or port.host_ip not in _LOOPBACK_BINDS[family] or port.host_port in done:
+                    continue
+                if opts.ports and (port.container_port, 'tcp') not in opts.ports:
+                    continue
+                done.add(port.host_port)
+                self.add(family, HOST_CHAIN, 'loopback', container, addr,
+                         _match_tokens(dst=addr, proto='tcp', port=port.host_port, ctdir='ORIGINAL',
+                                       expires=opts.expires, **neg),
+                         self.targets(family, 'tcp'))
+
+
+def _check_single_address(rule: Rule, matches: list[str]) -> None:
+    """Every rule must pin one address: -d A (or -s A for outbound/reply), never negated."""
+    opt = '-s' if rule.path in ('outbound', 'reply') else '-d'
+    ok = False
+    for i, tok in enumerate(matches[:-1]):
+        if tok == opt and (i == 0 or matches[i - 1] != '!'):
+            ok = matches[i + 1] == rule.address and rule.address.endswith(_SINGLE[rule.family])
+    if not ok:
+        raise PlanError('internal error: rule without a single-address %s: %s' % (opt, rule.line))
+
+
+def container_addresses(container: Container, family: str) -> list[str]:
+    """Unique single-address CIDRs of a container, networks by name."""
+    result: list[str] = []
+    for net in sorted(container.networks, key=lambda n: n.name):
+        addr = net.ipv4 if family == 'ipv4' else net.ipv6
+        if addr:
+            cidr = ipaddress.ip_address(addr).compressed + _SINGLE[family]
+            if cidr not in result:
+                result.append(cidr)
+    return result
+
+
+def plan(
+    name: str,
+    containers: t.Iterable[Container],
+    options: Options,
+    since: dt.datetime,
+    chains: Chains,
+) -> tuple[Rule, ...]:
+    """The exact ordered rule list for a blackout (order = order in each chain)."""
+    unique = {c.id: c for c in containers}
+    ordered = sorted(unique.values(), key=lambda c: (c.name, c.id))
+    planner = _Planner(name, options, since)
+    for family in FAMILIES:
+        if family not in chains.families:
+            continue
+        forward = chains.forward.get(family)
+        for container in ordered:
+            for addr in container_addresses(container, family):
+                planner.address(family, forward, container, addr)
+        if options.loopback:
+            planner.loopback(family, ordered)
+    return tuple(planner.rules)
+
+
+def describe(rules: t.Iterable[Rule], containers: t.Iterable[Container] = ()) -> list[dict[str, t.Any]]:
+    """Per container: addresses, paths and loopback ports covered (module return value)."""
+    names = {c.short_id: c.name for c in containers}
+    result: dict[str, dict[str, t.Any]] = {}
+    for rule in rules:
+        entry = result.setdefault(rule.tag.cid, {
+            'name': names.get(rule.tag.cid, rule.tag.ct), 'id': rule.tag.cid,
+            'addresses': [], 'paths': [], 'loopback_ports': [], 'rules': 0})
+        entry['rules'] += 1
+        if rule.path not in entry['paths']:
+            entry['paths'].append(rule.path)
+        if rule.path == 'loopback':
+            port = int(rule.spec.split('--dport ', 1)[1].split(' ', 1)[0])
+            if port not in entry['loopback_ports']:
+                entry['loopback_ports'].append(port)
+        elif rule.address.split('/')[0] not in entry['addresses']:
+            entry['addresses'].append(rule.address.split('/')[0])
+    for entry in result.values():
+        entry['paths'] = [p for p in PATHS if p in entry['paths']]
+        entry['loopback_ports'].sort()
+    return sorted(result.values(), key=lambda e: (e['name'], e['id']))
