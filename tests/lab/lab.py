@@ -21,7 +21,13 @@ import netfence_lab  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _out(text):
-    sys.stdout.write(text + '\n')
+    try:
+        sys.stdout.write(text + '\n')
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # e.g. `lab.py probe | head`: stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 def main(argv=None):

@@ -23,6 +23,7 @@ Public API (for tests; put ``tests/lab`` on ``sys.path``)::
 
 import contextlib
 import dataclasses
+import fcntl
 import glob
 import json
 import logging
@@ -45,6 +46,7 @@ RUN_DIR = '/run/netfence-lab'
 CACHE_DIR = '/var/cache/netfence-lab'
 DOCKER28_DIR = os.path.join(CACHE_DIR, 'docker28')
 STATE_FILE = os.path.join(LIB_DIR, 'lab.json')
+LOCK_FILE = os.path.join(CACHE_DIR, 'lab.lock')
 INVENTORY = os.path.join(LIB_DIR, 'inventory.ini')
 SSH_KEY = os.path.join(LIB_DIR, 'ssh', 'id_ed25519')
 AUTHORIZED_KEYS = os.path.join(LIB_DIR, 'ssh', 'authorized_keys')
@@ -53,6 +55,9 @@ CONTAINERD_PID = os.path.join(RUN_DIR, 'containerd', 'containerd.pid')
 DOCKER_SOCK_PLACEHOLDER = '/run/docker.sock'
 PLACEHOLDER_MARKER = os.path.join(RUN_DIR, 'created-run-docker.sock')
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'netfence_lab_agent.py')
+REAPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'netfence_lab_reaper.py')
+REAPER_FIFO = os.path.join(RUN_DIR, 'reaper.fifo')
+REAPER_PID = os.path.join(RUN_DIR, 'reaper.pid')
 
 PREFIX = 'nflab'
 PROJECT = 'lab'
@@ -239,19 +244,45 @@ def _pid_alive(pid, needle=None):
     return needle is None or needle in _cmdline(pid)
 
 
+def _start_reaper():
+    """Start the lab's launcher/subreaper (see netfence_lab_reaper.py) unless running."""
+    if _pid_alive(_read_pid(REAPER_PID), 'netfence_lab_reaper'):
+        return
+    os.makedirs(RUN_DIR, exist_ok=True)
+    os.makedirs(LIB_DIR, exist_ok=True)
+    for path in (REAPER_PID, REAPER_FIFO):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    with open(os.path.join(LIB_DIR, 'reaper.log'), 'ab') as log, \
+            open(os.devnull, 'rb') as null:
+        subprocess.run(['setsid', '-f', sys.executable, '-I', REAPER, REAPER_FIFO, REAPER_PID],
+                       stdin=null, stdout=log, stderr=log, check=True, close_fds=True,
+                       timeout=30)
+    if not _wait(lambda: _read_pid(REAPER_PID) and os.path.exists(REAPER_FIFO), 10):
+        raise LabError('the lab reaper did not start: ' +
+                       _tail(os.path.join(LIB_DIR, 'reaper.log')))
+
+
 def _spawn_detached(argv, log_path, pid_path, env=None):
     """Start ``argv`` fully detached (own session, stdin /dev/null, output to log).
 
-    The pid of the final process is written to ``pid_path`` by a tiny shell
-    wrapper that then execs ``argv``.
+    The lab reaper launches it (so its zombies get reaped); the pid of the
+    final process is written to ``pid_path`` by a tiny shell wrapper that then
+    execs ``argv``.
     """
+    _start_reaper()
     os.makedirs(os.path.dirname(pid_path), exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(pid_path)
-    wrapper = ['setsid', '-f', 'sh', '-c', 'echo $$ > "$0"; exec "$@"', pid_path] + list(argv)
-    with open(log_path, 'ab') as log, open(os.devnull, 'rb') as null:
-        subprocess.run(wrapper, stdin=null, stdout=log, stderr=log, env=env, check=True,
-                       close_fds=True, timeout=30)
+    wrapper = ['sh', '-c', 'echo $$ > "$0"; exec "$@"', pid_path] + list(argv)
+    request = json.dumps({'argv': wrapper, 'env': env, 'log': log_path}).encode() + b'\n'
+    if len(request) > 4000:
+        raise LabError('launch request too long')
+    fd = os.open(REAPER_FIFO, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        os.write(fd, request)
+    finally:
+        os.close(fd)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         pid = _read_pid(pid_path)
@@ -334,6 +365,18 @@ def _parallel(func, items):
     if errors:
         raise errors[0]
     return results
+
+
+@contextlib.contextmanager
+def _locked():
+    """Serialise up/down between processes (e.g. parallel pytest workers)."""
+    os.makedirs(CACHE_DIR, exist_ok=True)
+    with open(LOCK_FILE, 'a', encoding='ascii') as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _as_host(host):
@@ -523,7 +566,7 @@ def _lab_processes():
     netns = _netns_inodes()
     protected = _protected_pids()
     found = {'sshd': set(), 'container': set(), 'dockerd': set(), 'containerd': set(),
-             'other': set()}
+             'reaper': set(), 'other': set()}
     markers = (LIB_DIR, RUN_DIR, DOCKER28_DIR)
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
@@ -545,6 +588,9 @@ def _lab_processes():
                 in_cgroup = any(line.split(':', 2)[-1].startswith(f'/{PREFIX}-')
                                 for line in handle)
         by_cmd = exe in _LAB_EXES and any(m in cmd for m in markers)
+        if 'netfence_lab_reaper.py' in cmd and RUN_DIR in cmd:
+            found['reaper'].add(pid)
+            continue
         if not (in_lab or in_cgroup or by_cmd):
             continue
         if in_cgroup:
@@ -636,6 +682,11 @@ def leftovers():
 def down():
     """Remove everything the lab created (keeps the Docker 28 download cache)."""
     require_root()
+    with _locked():
+        _down()
+
+
+def _down():
     LOG.info('tearing the lab down')
     procs = _lab_processes()
     _kill(procs['sshd'], signal.SIGKILL)
@@ -647,8 +698,9 @@ def down():
                    first=signal.SIGKILL)
     _kill_and_wait(procs['containerd'], 5)
     procs = _lab_processes()
-    remaining = set().union(*procs.values())
+    remaining = set().union(*procs.values()) - procs['reaper']
     _kill_and_wait(remaining, 3, first=signal.SIGKILL)
+    _kill_and_wait(procs['reaper'], 3)
     _unmount_all()
     for name in _lab_netns():
         if _run(['ip', 'netns', 'del', name], check=False).returncode != 0:
@@ -1018,6 +1070,8 @@ def _infra_problems(host):
 
 def _global_problems():
     problems = []
+    if not _pid_alive(_read_pid(REAPER_PID), 'netfence_lab_reaper'):
+        problems.append('lab reaper not running')
     if not _pid_alive(_read_pid(CONTAINERD_PID), 'containerd'):
         problems.append('containerd not running')
     elif not _unix_connectable(CONTAINERD_SOCK):
@@ -1046,6 +1100,11 @@ def up(hosts=3, versions=None):  # pylint: disable=invalid-name
     """
     require_root()
     wanted = _plan(hosts, versions)
+    with _locked():
+        return _up(wanted)
+
+
+def _up(wanted):
     state = _load_state()
     if state and [(h['name'], h['series']) for h in state['hosts']] == \
             [(h.name, h.series) for h in wanted]:
@@ -1064,7 +1123,7 @@ def up(hosts=3, versions=None):  # pylint: disable=invalid-name
     elif state:
         LOG.info('lab has a different shape: recreating it')
     if _anything_left():
-        down()
+        _down()
     start = time.monotonic()
     check_kernel()
     versions_by_host = {}
@@ -1361,7 +1420,7 @@ def render_table(results):
     for name in sorted(results):
         cells = []
         for path in paths:
-            cell = results[name].get(path, '')
+            cell = results[name].get(path, '-')
             cells.append(cell['outcome'] if isinstance(cell, dict) else cell)
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
