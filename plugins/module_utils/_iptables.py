@@ -113,6 +113,10 @@ class ExistingRule:
     def line(self) -> str:
         return '-A %s %s' % (self.chain, self.spec)
 
+    @property
+    def path(self) -> str:
+        return self.tag.path
+
     def expired(self, now: dt.datetime) -> bool:
         return self.datestop is not None and self.datestop <= utc(now)
 
