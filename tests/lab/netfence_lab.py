@@ -15,10 +15,13 @@ Public API (for tests; put ``tests/lab`` on ``sys.path``)::
     status() -> list[dict]                render_status(rows) -> str
     probe(host, service='memcached', project='lab', timeout=1.0, paths=None)
         -> {container_name: {path: outcome}}
+    probe_detail(...) -> {container_name: {path: {'outcome', 'elapsed', 'detail'}}}
     render_table(results) -> str
     hold_connection(host, container, path, timeout=1.0) -> HeldConnection
+        .initial / .established / .exchange(timeout) / .wait_error(timeout) / .close()
+    service_containers(host, service='memcached') -> (service attrs, client attrs)
     host_exec(host, argv) -> subprocess.CompletedProcess   (inside the host's netns)
-    inventory_path() -> str
+    inventory_path() -> str               leftovers() -> dict (what of the lab exists)
 """
 
 import contextlib
