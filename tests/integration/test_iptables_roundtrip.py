@@ -221,6 +221,6 @@ def test_detect_prefers_variant_holding_docker_user(netns):
     fw = Firewall(netns.run, binaries())
     det = fw.detect()
     assert det.variant == 'legacy'
-    rc, out, _ = netns.run([shutil.which('iptables-save'), '--version'])
+    rc, out, dummy = netns.run([shutil.which('iptables-save'), '--version'])
     if rc == 0 and 'nf_tables' in out:
         assert det.notes and 'using legacy' in det.notes[0]

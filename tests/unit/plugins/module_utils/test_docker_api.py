@@ -249,7 +249,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
     def get_request(self):
-        request, _ = super().get_request()
+        request, dummy = super().get_request()
         return request, ('local', 0)
 
 

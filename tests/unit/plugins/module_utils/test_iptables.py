@@ -204,8 +204,9 @@ def test_diff_new_rules_only_on_top_are_plain_inserts():
     before = plan('web', [WEB], Options.build(), SINCE, V4)
     after = plan('web', [WEB], Options.build(allow_from=['10.0.0.0/8']), SINCE, V4)
     to_add, to_remove = diff(existing_of(save_text(before)), after, 'web', NOW)
-    assert [r.spec.split(' -m ')[0] for r in to_add] == ['-s 10.0.0.0/8 -d 172.18.0.2/32', '! -s 10.0.0.0/8 -d 172.18.0.2/32 -p tcp',
-                                                        '! -s 10.0.0.0/8 -d 172.18.0.2/32 ! -p tcp', '! -s 10.0.0.0/8 -d 127.0.0.1/32 -p tcp']
+    assert [r.spec.split(' -m ')[0] for r in to_add] == [
+        '-s 10.0.0.0/8 -d 172.18.0.2/32', '! -s 10.0.0.0/8 -d 172.18.0.2/32 -p tcp',
+        '! -s 10.0.0.0/8 -d 172.18.0.2/32 ! -p tcp', '! -s 10.0.0.0/8 -d 127.0.0.1/32 -p tcp']
     assert [r.path for r in to_remove] == ['host', 'host', 'loopback']
 
 
@@ -254,7 +255,7 @@ class FakeHost:
     def run(self, argv, data):
         self.calls.append((argv, data))
         base = os.path.basename(argv[0])
-        prog, _, rest = base.partition('-')
+        prog, dummy, rest = base.partition('-')
         variant = rest.rsplit('-', 1)[0] if rest.count('-') else self.default[prog]
         action = rest.rsplit('-', 1)[-1]
         if argv[1:] == ['--version']:
