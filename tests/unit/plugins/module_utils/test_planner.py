@@ -267,7 +267,6 @@ def test_order_family_container_network_path():
     assert loop == [('ipv4', 'api', '9000'), ('ipv4', 'web', '8080'), ('ipv6', 'web', '8080')]
 
 
-
 def test_v6_forward_chain_none_or_forward():
     no_v6_fwd = plan('web', [WEB], Options.build(), SINCE, Chains(forward={'ipv4': 'DOCKER-USER', 'ipv6': None}))
     assert [r.chain for r in no_v6_fwd if r.family == 'ipv6'] == ['OUTPUT', 'OUTPUT', 'OUTPUT']
