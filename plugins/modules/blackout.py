@@ -1,0 +1,249 @@
+#!/usr/bin/python
+# Copyright (c) 2026, netfence.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: blackout
+short_description: Cut every path traffic can take to a Docker service, and restore it exactly
+version_added: 0.1.0
+description:
+  - Blacks out the running containers of a Docker service on the target host, or restores them.
+  - Every address of every matched container, on every network, IPv4 and IPv6, is cut on each
+    path that reaches it. Traffic crossing FORWARD (other machines, other containers) is
+    rejected in C(DOCKER-USER); the host's own traffic (the host's own address through nat
+    OUTPUT, V(127.0.0.1) and V([::1]) through docker-proxy) is rejected in filter C(OUTPUT);
+    SYNs to the service's published ports on the loopback address are refused outright.
+  - Only connections towards the service are cut. Connections the containers open themselves,
+    and their replies, keep working, unless O(direction=both).
+  - TCP is refused with a TCP reset, so clients fail at once and established connections are
+    cut on their next packet; the service's side of those connections is reset too. Other
+    protocols get ICMP port-unreachable.
+  - Every rule carries a comment tag naming the blackout, the container it was made for and the
+    time the blackout started. The module only ever removes rules it created, and
+    O(state=absent) removes every rule of the blackout even when the container is gone or its
+    address changed.
+  - One change is one C(iptables-restore --noflush --wait) transaction per address family: it
+    lands whole or not at all. Running again with the same inputs changes nothing.
+  - Rules past their O(expires) deadline are inert (the kernel stops matching them) and are
+    removed by the next run of this module on the host, whatever blackout they belong to.
+author:
+  - netfence.docker contributors
+extends_documentation_fragment:
+  - netfence.docker.blackout
+attributes:
+  check_mode:
+    support: full
+    description: Computes the exact change and writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the rules of the blackout before and after, as C(iptables -S) lines.
+options:
+  service:
+    description:
+      - The service to black out. Matches every container whose name equals it or whose
+        C(com.docker.compose.service) label equals it (all replicas).
+      - Exactly one of O(service), O(containers) and O(labels) is required.
+    type: str
+  project:
+    description:
+      - Narrows O(service) to containers whose C(com.docker.compose.project) label equals this.
+      - The blackout is then named C(project/service).
+    type: str
+  containers:
+    description:
+      - Explicit containers to black out, by name or ID (at least 12 hex digits).
+    type: list
+    elements: str
+  labels:
+    description:
+      - Black out the running containers carrying all these labels. Requires O(name).
+    type: dict
+  name:
+    description:
+      - Name of the blackout, recorded in every rule's tag. Defaults to O(service) (or
+        C(project/service)); with O(containers), to the sorted names joined by commas.
+      - Characters allowed are letters, digits and C(_.,/-), at most 100.
+    type: str
+  state:
+    description:
+      - V(present) puts the blackout in place (and repairs it when rules went missing or the
+        containers' addresses changed).
+      - V(absent) removes every rule of the blackout. It does not need the Docker engine.
+    type: str
+    choices: [present, absent]
+    default: present
+  missing:
+    description:
+      - What to do when no container matches with O(state=present).
+      - V(fail) fails the task, V(ignore) removes any rules of the blackout and reports no change
+        beyond that.
+    type: str
+    choices: [fail, ignore]
+    default: fail
+  expires:
+    description:
+      - Lift the blackout automatically. A duration (V(90s), V(30m), V(2h), V(1d), or combined
+        as V(1h30m)) counted from the blackout's start, or an absolute UTC time
+        (V(2026-11-27T18:00:00Z)).
+      - Enforced by the kernel (iptables C(time) match, C(--datestop), UTC) so the blackout
+        lifts itself even if the controller dies or the host becomes unreachable.
+      - A run after the deadline removes the inert rules and, with O(state=present), starts a
+        fresh blackout.
+    type: str
+  direction:
+    description:
+      - V(inbound) cuts connections towards the service only.
+      - V(both) also cuts every connection the containers open (a full partition).
+    type: str
+    choices: [inbound, both]
+    default: inbound
+  ports:
+    description:
+      - Only these container ports are cut, as V(PORT/PROTO) (V(11211/tcp), V(53/udp)); other
+        ports stay open. Default is every port and protocol.
+    type: list
+    elements: str
+  allow_from:
+    description:
+      - Source addresses or networks (CIDR) that keep access to the service, for example a
+        monitoring host or a bastion.
+    type: list
+    elements: str
+  reject_with:
+    description:
+      - V(reset) refuses TCP with a reset (clients fail at once) and other protocols with ICMP
+        port-unreachable.
+      - V(icmp) uses ICMP port-unreachable for everything (the classic recipe).
+      - V(drop) silently drops (clients time out, as if the host were gone).
+    type: str
+    choices: [reset, icmp, drop]
+    default: reset
+seealso:
+  - module: netfence.docker.blackout_info
+  - name: Docker and iptables
+    description: Where Docker's chains are and why DOCKER-USER exists.
+    link: https://docs.docker.com/engine/network/packet-filtering-firewalls/
+notes:
+  - Containers with no address of their own (network mode V(host), V(none) or
+    V(container:NAME)) cannot be blacked out by address; the module fails and says so.
+'''
+
+EXAMPLES = r'''
+- name: Black out every replica of memcached for a maintenance window
+  netfence.docker.blackout:
+    service: memcached
+  become: true
+
+- name: Black out one compose project's web service for 30 minutes, then it lifts by itself
+  netfence.docker.blackout:
+    service: web
+    project: shop
+    expires: 30m
+  become: true
+
+- name: Failure drill, a full partition of the cache but the monitoring host keeps access
+  netfence.docker.blackout:
+    service: memcached
+    direction: both
+    allow_from:
+      - 10.0.9.15/32
+  become: true
+
+- name: Restore
+  netfence.docker.blackout:
+    service: memcached
+    state: absent
+  become: true
+'''
+
+RETURN = r'''
+blackout:
+  description: The name of the blackout, as recorded in the rules' tags.
+  returned: always
+  type: str
+  sample: memcached
+containers:
+  description: The containers the blackout covers (empty with O(state=absent)).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Container name.
+      type: str
+    id:
+      description: Full container ID.
+      type: str
+    networks:
+      description: Per network, the container's addresses.
+      type: dict
+  sample:
+    - name: lab-memcached-1
+      id: 4f3c0d0a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f80910
+      networks:
+        lab_front: {ipv4: 172.18.0.2, ipv6: null}
+rules:
+  description: The rules of this blackout in place after the run, as C(iptables -S) lines.
+  returned: always
+  type: dict
+  contains:
+    ipv4:
+      description: IPv4 rules.
+      type: list
+      elements: str
+    ipv6:
+      description: IPv6 rules.
+      type: list
+      elements: str
+added:
+  description: Rules added by this run (would be, in check mode).
+  returned: always
+  type: dict
+removed:
+  description: Rules removed by this run, expired rules of other blackouts included.
+  returned: always
+  type: dict
+since:
+  description: When the blackout started (UTC, ISO 8601); null when absent.
+  returned: always
+  type: str
+expires:
+  description: When the blackout lifts itself (UTC, ISO 8601); null when it does not.
+  returned: always
+  type: str
+firewall:
+  description: What the module found on the host and used.
+  returned: always
+  type: dict
+  sample: {variant: nft, families: [ipv4, ipv6], forward_chain: {ipv4: DOCKER-USER, ipv6: FORWARD}}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netfence.docker.plugins.module_utils._manager import (
+    BLACKOUT_ARGUMENT_SPEC,
+    BlackoutError,
+    BlackoutManager,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=BLACKOUT_ARGUMENT_SPEC,
+        mutually_exclusive=[('service', 'containers', 'labels')],
+        required_one_of=[('service', 'containers', 'labels')],
+        required_by={'project': 'service'},
+        supports_check_mode=True,
+    )
+    try:
+        result = BlackoutManager(module).run()
+    except BlackoutError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

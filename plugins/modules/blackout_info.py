@@ -1,0 +1,125 @@
+#!/usr/bin/python
+# Copyright (c) 2026, netfence.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: blackout_info
+short_description: Report every netfence blackout on a Docker host, with expiry and drift
+version_added: 0.1.0
+description:
+  - Lists every blackout that M(netfence.docker.blackout) left on the target host, read back from
+    the tags of its firewall rules, and compares it with the containers running now.
+  - For each blackout it tells the containers and addresses covered, the paths cut, when it
+    started, when it expires, and its state.
+  - V(active) means every rule is in place and matches the containers. V(expired) means the
+    deadline has passed (the kernel no longer applies the rules; the next run of
+    M(netfence.docker.blackout) removes them). V(drifted) means the service's containers and the
+    rules disagree (a container got a new address, an address now belongs to another
+    container, or a container of the service has no rule). V(broken) means rules of the blackout
+    are missing on some path (something flushed a chain).
+  - Re-running M(netfence.docker.blackout) with O(netfence.docker.blackout#module:state=present)
+    repairs V(drifted) and V(broken) blackouts.
+  - This module changes nothing.
+author:
+  - netfence.docker contributors
+extends_documentation_fragment:
+  - netfence.docker.blackout
+attributes:
+  check_mode:
+    support: full
+    description: The module never changes anything.
+  diff_mode:
+    support: none
+    description: Nothing to show.
+options:
+  name:
+    description:
+      - Report only the blackout with this name. Default is every blackout on the host.
+    type: str
+seealso:
+  - module: netfence.docker.blackout
+'''
+
+EXAMPLES = r'''
+- name: What is blacked out on this host
+  netfence.docker.blackout_info:
+  become: true
+  register: blackouts
+
+- name: Fail when a blackout drifted
+  ansible.builtin.assert:
+    that: blackouts.blackouts | selectattr('state', 'eq', 'drifted') | list | length == 0
+'''
+
+RETURN = r'''
+blackouts:
+  description: Every blackout found, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Blackout name (the service, or C(project/service)).
+      type: str
+    state:
+      description: One of V(active), V(expired), V(drifted), V(broken).
+      type: str
+    since:
+      description: When the blackout started (UTC, ISO 8601).
+      type: str
+    expires:
+      description: When it lifts itself (UTC, ISO 8601), or null.
+      type: str
+    containers:
+      description: Per container the rules were made for, its name, short ID and addresses.
+      type: list
+      elements: dict
+    paths:
+      description: Paths with at least one rule (forward, host, loopback, outbound, reply).
+      type: list
+      elements: str
+    rules:
+      description: The blackout's rules per family, as C(iptables -S) lines.
+      type: dict
+    drift:
+      description:
+        - C(stale), addresses with rules that the container no longer has;
+          C(uncovered), addresses of the service's running containers without rules;
+          C(taken), stale addresses now held by another container (named).
+      type: dict
+    missing_paths:
+      description: Per address, the paths expected but with no rule (lost rules).
+      type: dict
+firewall:
+  description: What the module found on the host (iptables variant, families, forward chains).
+  returned: always
+  type: dict
+docker:
+  description: Whether the engine answered, and its firewall backend.
+  returned: always
+  type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netfence.docker.plugins.module_utils._manager import (
+    INFO_ARGUMENT_SPEC,
+    BlackoutError,
+    InfoManager,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=INFO_ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        result = InfoManager(module).run()
+    except BlackoutError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == '__main__':
+    main()
