@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import os
@@ -305,10 +306,8 @@ class BlackoutManager(_HostManager):
                     raise BlackoutError('expires %s is in the past (now %s)' % (iso(deadline), iso(self.now)),
                                         blackout=name)
             try:
-                desired = plan(name, containers, Options(
-                    direction=options.direction, reject_with=options.reject_with, ports=options.ports,
-                    allow_from=options.allow_from, loopback=options.loopback, expires=deadline),
-                    since, detection.chains)
+                desired = plan(name, containers, dataclasses.replace(options, expires=deadline),
+                               since, detection.chains)
             except PlanError as exc:
                 raise BlackoutError(str(exc), blackout=name) from None
         to_add, to_remove = diff(existing, desired, name, self.now)
