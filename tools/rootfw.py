@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Snapshot / compare the firewall of the machine's own (root) network namespace.
 
 Every rule the tests or the demo create must live inside a lab namespace; this tool proves

@@ -23,5 +23,5 @@ options:
 requirements:
   - C(iptables-save) and C(iptables-restore) on the target, nft or legacy variant (the one
     that holds Docker's chains is used); C(ip6tables-save) and C(ip6tables-restore) for IPv6.
-  - Root on the target (C(become: true)).
+  - Root on the target (run the task with become).
 '''

@@ -25,7 +25,7 @@ description:
     time the blackout started. The module only ever removes rules it created, and
     O(state=absent) removes every rule of the blackout even when the container is gone or its
     address changed.
-  - One change is one C(iptables-restore --noflush --wait) transaction per address family: it
+  - One change is one C(iptables-restore --noflush --wait) transaction per address family, and it
     lands whole or not at all. Running again with the same inputs changes nothing.
   - Rules past their O(expires) deadline are inert (the kernel stops matching them) and are
     removed by the next run of this module on the host, whatever blackout they belong to.

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """netfence test lab: Docker hosts in network namespaces (see netfence_lab.py).
 
     lab.py up [--hosts N] [--versions 20.10,28,20.10]
