@@ -30,7 +30,7 @@ description:
   - Rules past their O(expires) deadline are inert (the kernel stops matching them) and are
     removed by the next run of this module on the host, whatever blackout they belong to.
 author:
-  - netfence.docker contributors
+  - netfence.docker maintainers (@netfence)
 extends_documentation_fragment:
   - netfence.docker.blackout
 attributes:

@@ -24,7 +24,7 @@ description:
     repairs V(drifted) and V(broken) blackouts.
   - This module changes nothing.
 author:
-  - netfence.docker contributors
+  - netfence.docker maintainers (@netfence)
 extends_documentation_fragment:
   - netfence.docker.blackout
 attributes:
