@@ -1,6 +1,6 @@
 """netfence test lab: Docker hosts in network namespaces (see netfence_lab.py).
 
-    lab.py up [--hosts N] [--versions 20.10,28,20.10]
+    lab.py up [--hosts N] [--versions 20.10,28,20.10] [--configs default,ipv6+no-brnf,...]
     lab.py down
     lab.py status
     lab.py probe [--host hN] [--service memcached|bystander|all] [--timeout 1.0] [--detail]
@@ -38,6 +38,9 @@ def main(argv=None):
     p_up.add_argument('--versions', default=None,
                       help='comma-separated Docker versions per host, cycled '
                            '(default 20.10,28,20.10)')
+    p_up.add_argument('--configs', default=None,
+                      help="comma-separated host configurations, cycled; each a '+'-joined "
+                           'set of ' + ', '.join(netfence_lab.CONFIGS) + ' (default: default)')
     sub.add_parser('down', help='remove everything the lab created')
     p_status = sub.add_parser('status', help='show the hosts')
     p_status.add_argument('--json', action='store_true')
@@ -55,12 +58,14 @@ def main(argv=None):
         if args.command == 'up':
             start = time.monotonic()
             versions = args.versions.split(',') if args.versions else None
-            hosts = netfence_lab.up(hosts=args.hosts, versions=versions)
+            configs = args.configs.split(',') if args.configs else None
+            hosts = netfence_lab.up(hosts=args.hosts, versions=versions, configs=configs)
             for host in hosts:
                 _out(f'{host.name} {host.addr} netns={host.netns} docker={host.series} '
-                     f'socket={host.docker_sock}')
+                     f'configs={"+".join(host.configs)} socket={host.docker_sock}')
             _out(f'inventory: {netfence_lab.inventory_path()}  '
-                 f'({time.monotonic() - start:.1f} s)')
+                 f'({time.monotonic() - start:.1f} s)'
+                 + (f'  [instance {netfence_lab.INSTANCE}]' if netfence_lab.INSTANCE else ''))
         elif args.command == 'down':
             netfence_lab.down()
             _out('lab is down')
@@ -78,8 +83,8 @@ def main(argv=None):
                 if args.detail:
                     _out(json.dumps({host.name: detail}, indent=2))
                 else:
-                    _out(f'### {host.name} ({host.addr}, Docker {host.series}) '
-                         f'service={args.service}  [{took:.2f} s]')
+                    _out(f'### {host.name} ({host.addr}, Docker {host.series}, '
+                         f'{"+".join(host.configs)}) service={args.service}  [{took:.2f} s]')
                     _out(netfence_lab.render_table(detail))
                     _out('')
         elif args.command == 'inventory':

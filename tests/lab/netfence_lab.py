@@ -7,9 +7,16 @@ Docker 28 from Debian forky), its own sshd on 10.213.N.2:22 and a
 compose-shaped deployment of memcached containers.  One containerd serves all
 engines.  Nothing here changes the root namespace's firewall.
 
+Instances: ``NETFENCE_LAB=X`` (or ``configure('X')`` before anything else) selects an
+independent lab instance ``X`` (namespaces ``nfX-hN``, 10.(214+k).N.0/24, see configure());
+unset/empty is the default lab described above.
+
 Public API (for tests; put ``tests/lab`` on ``sys.path``)::
 
-    up(hosts=3, versions=None) -> list[LabHost]
+    configure(instance=None) -> name      select the instance ($NETFENCE_LAB by default)
+    up(hosts=3, versions=None, configs=None) -> list[LabHost]
+        configs: per host (cycled) a '+'-joined set of default, no-userland-proxy, legacy,
+        ipv6, no-brnf
     down()
     lab_hosts() -> list[LabHost]          get_host('h1') -> LabHost
     status() -> list[dict]                render_status(rows) -> str
@@ -31,6 +38,7 @@ import glob
 import json
 import logging
 import os
+import re
 import select
 import shutil
 import signal
@@ -39,30 +47,116 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 
 import netfence_lab_agent as agent
 
 LOG = logging.getLogger('netfence_lab')
 
-LIB_DIR = '/var/lib/netfence-lab'
-RUN_DIR = '/run/netfence-lab'
 CACHE_DIR = '/var/cache/netfence-lab'
 DOCKER28_DIR = os.path.join(CACHE_DIR, 'docker28')
-STATE_FILE = os.path.join(LIB_DIR, 'lab.json')
-LOCK_FILE = os.path.join(CACHE_DIR, 'lab.lock')
-INVENTORY = os.path.join(LIB_DIR, 'inventory.ini')
-SSH_KEY = os.path.join(LIB_DIR, 'ssh', 'id_ed25519')
-AUTHORIZED_KEYS = os.path.join(LIB_DIR, 'ssh', 'authorized_keys')
-CONTAINERD_SOCK = os.path.join(RUN_DIR, 'containerd', 'containerd.sock')
-CONTAINERD_PID = os.path.join(RUN_DIR, 'containerd', 'containerd.pid')
+DOCKER28_LOCK = os.path.join(CACHE_DIR, 'docker28.lock')
 DOCKER_SOCK_PLACEHOLDER = '/run/docker.sock'
-PLACEHOLDER_MARKER = os.path.join(RUN_DIR, 'created-run-docker.sock')
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'netfence_lab_agent.py')
 REAPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'netfence_lab_reaper.py')
-REAPER_FIFO = os.path.join(RUN_DIR, 'reaper.fifo')
-REAPER_PID = os.path.join(RUN_DIR, 'reaper.pid')
 
-PREFIX = 'nflab'
+# Lab instances.  NETFENCE_LAB='' (unset) is the default lab; NETFENCE_LAB=X (lowercase letters
+# and digits, at most 8, not 'lab') is an independent instance with its own namespaces
+# ('nfX-hN'), veth pairs, containerd, engines, directories (/var/lib/netfence-lab-X,
+# /run/netfence-lab-X), ssh key, inventory and lock.  Addresses: the default lab uses
+# 10.213.N.0/24 and fd13:213:N::/64; instance X uses 10.(214+k).N.0/24 and fd13:(214+k):N::/64
+# with k = crc32(X) mod 41 (0..40, so 10.214..10.254), or k = NETFENCE_LAB_INDEX when set.
+# An instance whose k is already used by another existing instance is refused.
+INSTANCE_RE = re.compile(r'^[a-z0-9]{1,8}$')
+INSTANCE_SLOTS = 41
+
+
+def instance_index(name):
+    """The address index k of instance ``name`` (see above); None for the default lab."""
+    if not name:
+        return None
+    override = os.environ.get('NETFENCE_LAB_INDEX', '').strip()
+    if override:
+        k = int(override)
+        if not 0 <= k < INSTANCE_SLOTS:
+            raise LabError(f'NETFENCE_LAB_INDEX must be 0..{INSTANCE_SLOTS - 1}')
+        return k
+    return zlib.crc32(name.encode('ascii')) % INSTANCE_SLOTS
+
+
+def configure(instance=None):
+    """Select the lab instance this module acts on (default: $NETFENCE_LAB, '' = default lab)."""
+    # pylint: disable=global-statement
+    global INSTANCE, INDEX, PREFIX, NET4, NET6, LIB_DIR, RUN_DIR, STATE_FILE, LOCK_FILE
+    global INVENTORY, SSH_KEY, AUTHORIZED_KEYS, CONTAINERD_SOCK, CONTAINERD_PID
+    global PLACEHOLDER_MARKER, REAPER_FIFO, REAPER_PID
+    if instance is None:
+        instance = os.environ.get('NETFENCE_LAB', '')
+    instance = instance.strip()
+    if instance and (not INSTANCE_RE.match(instance) or instance == 'lab'):
+        raise LabError(f'bad lab instance name {instance!r} (NETFENCE_LAB: 1-8 lowercase '
+                       "letters/digits, not 'lab')")
+    INSTANCE = instance
+    INDEX = instance_index(instance)
+    suffix = f'-{instance}' if instance else ''
+    PREFIX = f'nf{instance}' if instance else 'nflab'
+    NET4 = f'10.{214 + INDEX}' if instance else '10.213'
+    NET6 = f'fd13:{214 + INDEX}' if instance else 'fd13:213'
+    LIB_DIR = f'/var/lib/netfence-lab{suffix}'
+    RUN_DIR = f'/run/netfence-lab{suffix}'
+    STATE_FILE = os.path.join(LIB_DIR, 'lab.json')
+    LOCK_FILE = os.path.join(CACHE_DIR, f'lab{suffix}.lock')
+    INVENTORY = os.path.join(LIB_DIR, 'inventory.ini')
+    SSH_KEY = os.path.join(LIB_DIR, 'ssh', 'id_ed25519')
+    AUTHORIZED_KEYS = os.path.join(LIB_DIR, 'ssh', 'authorized_keys')
+    CONTAINERD_SOCK = os.path.join(RUN_DIR, 'containerd', 'containerd.sock')
+    CONTAINERD_PID = os.path.join(RUN_DIR, 'containerd', 'containerd.pid')
+    PLACEHOLDER_MARKER = os.path.join(RUN_DIR, 'created-run-docker.sock')
+    REAPER_FIFO = os.path.join(RUN_DIR, 'reaper.fifo')
+    REAPER_PID = os.path.join(RUN_DIR, 'reaper.pid')
+    return instance
+
+
+def _other_instances():
+    """{instance name: state dict} of the other lab instances that exist on this machine."""
+    found = {}
+    for lib in glob.glob('/var/lib/netfence-lab*'):
+        base = os.path.basename(lib)
+        name = base[len('netfence-lab-'):] if base.startswith('netfence-lab-') else ''
+        if lib == LIB_DIR or (base != 'netfence-lab' and not name):
+            continue
+        try:
+            with open(os.path.join(lib, 'lab.json'), encoding='utf-8') as handle:
+                found[name] = json.load(handle)
+        except (OSError, ValueError):
+            found[name] = {}
+    return found
+
+
+def _check_collisions():
+    """Refuse an instance whose address index is used by another existing instance."""
+    if not INSTANCE:
+        return
+    for name, state in _other_instances().items():
+        if not name:
+            continue
+        other = state.get('index') if state else None
+        if other is None:
+            try:
+                other = instance_index(name)
+            except LabError:
+                continue
+        if other == INDEX:
+            raise LabError(f'lab instance {INSTANCE!r} would use {NET4}.N.0/24, as instance '
+                           f'{name!r} does (index {INDEX}): choose another name or set '
+                           'NETFENCE_LAB_INDEX')
+    routes = _run(['ip', '-4', 'route', 'show'], check=False).stdout
+    for line in routes.splitlines():
+        dev = line.split(' dev ', 1)[1].split()[0] if ' dev ' in line else ''
+        if line.startswith(NET4 + '.') and not dev.startswith(PREFIX + '-'):
+            raise LabError(f'{NET4}.0.0/16 is already routed on this machine ({line.strip()})')
+
+
 PROJECT = 'lab'
 IMAGE = 'netfence-lab/memcached:1'
 ROLE_LABEL = 'netfence.lab.role'
@@ -103,6 +197,14 @@ class LabError(Exception):
     """The lab cannot do what was asked; the message says why."""
 
 
+configure()
+
+# Host configurations (lab.py up --configs): each host gets a '+'-joined set of these.
+CONFIGS = ('default', 'no-userland-proxy', 'legacy', 'ipv6', 'no-brnf')
+LEGACY_TOOLS = ('iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'ip6tables-save',
+                'ip6tables-restore')
+
+
 @dataclasses.dataclass(frozen=True)
 class LabHost:
     """One Docker host of the lab."""
@@ -111,6 +213,16 @@ class LabHost:
     index: int
     series: str
     ipv6: bool = True
+    configs: tuple = ('default',)
+
+    def has(self, config):
+        """True if the host runs with host configuration ``config``."""
+        return config in self.configs
+
+    @property
+    def docker_ipv6(self):
+        """True if the engine runs with --ipv6 and the lab networks have IPv6 subnets."""
+        return self.ipv6 and self.has('ipv6')
 
     @property
     def netns(self):
@@ -125,22 +237,22 @@ class LabHost:
     @property
     def addr(self):
         """The host's address (inside its namespace)."""
-        return f'10.213.{self.index}.2'
+        return f'{NET4}.{self.index}.2'
 
     @property
     def gateway(self):
         """The root namespace's address on the host's link."""
-        return f'10.213.{self.index}.1'
+        return f'{NET4}.{self.index}.1'
 
     @property
     def addr6(self):
         """The host's IPv6 ULA address."""
-        return f'fd13:213:{self.index}::2'
+        return f'{NET6}:{self.index}::2'
 
     @property
     def gateway6(self):
         """The root namespace's IPv6 address on the host's link."""
-        return f'fd13:213:{self.index}::1'
+        return f'{NET6}:{self.index}::1'
 
     @property
     def veth(self):
@@ -178,7 +290,7 @@ class LabHost:
                 'ipv6': self.ipv6, 'netns': self.netns, 'addr': self.addr,
                 'gateway': self.gateway, 'addr6': self.addr6 if self.ipv6 else None,
                 'gateway6': self.gateway6 if self.ipv6 else None,
-                'docker_sock': self.docker_sock}
+                'docker_sock': self.docker_sock, 'configs': list(self.configs)}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -371,10 +483,10 @@ def _parallel(func, items):
 
 
 @contextlib.contextmanager
-def _locked():
+def _locked(path=None):
     """Serialise up/down between processes (e.g. parallel pytest workers)."""
     os.makedirs(CACHE_DIR, exist_ok=True)
-    with open(LOCK_FILE, 'a', encoding='ascii') as handle:
+    with open(path or LOCK_FILE, 'a', encoding='ascii') as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -390,7 +502,22 @@ def _as_host(host):
 
 # --------------------------------------------------------------------------- state
 
-def _plan(hosts, versions):
+def parse_configs(configs):
+    """['ipv6+no-brnf', 'default'] -> [('ipv6', 'no-brnf'), ('default',)] (validated)."""
+    out = []
+    for item in configs or ['default']:
+        parts = {p.strip() for p in item.split('+') if p.strip()}
+        if not parts or parts - set(CONFIGS):
+            raise LabError(f'unknown host configuration {item!r} (each host: a \'+\'-joined '
+                           f'set of {", ".join(CONFIGS)})')
+        if len(parts) > 1:
+            parts.discard('default')
+        out.append(tuple(sorted(parts, key=CONFIGS.index)))
+    return out
+
+
+def _plan(hosts, versions, configs=None):
+    configs = parse_configs(configs)
     versions = list(versions) if versions else list(DEFAULT_VERSIONS)
     for series in versions:
         if series not in ENGINES:
@@ -401,7 +528,10 @@ def _plan(hosts, versions):
     if hosts < 1 or hosts > 9:
         raise LabError('--hosts must be between 1 and 9')
     ipv6 = os.path.exists('/proc/net/if_inet6')
-    return [LabHost(f'h{i}', i, versions[(i - 1) % len(versions)], ipv6)
+    if any('legacy' in c for c in configs) and not shutil.which('iptables-legacy'):
+        raise LabError('the legacy configuration needs iptables-legacy (apt-get install iptables)')
+    return [LabHost(f'h{i}', i, versions[(i - 1) % len(versions)], ipv6,
+                    configs[(i - 1) % len(configs)])
             for i in range(1, hosts + 1)]
 
 
@@ -418,7 +548,8 @@ def lab_hosts():
     state = _load_state()
     if not state:
         raise LabError(f'the lab is not up (no {STATE_FILE}); run: lab.py up')
-    return [LabHost(h['name'], h['index'], h['series'], h.get('ipv6', True))
+    return [LabHost(h['name'], h['index'], h['series'], h.get('ipv6', True),
+                    tuple(h.get('configs') or ('default',)))
             for h in state['hosts']]
 
 
@@ -570,7 +701,9 @@ def _lab_processes():
     protected = _protected_pids()
     found = {'sshd': set(), 'container': set(), 'dockerd': set(), 'containerd': set(),
              'reaper': set(), 'other': set()}
-    markers = (LIB_DIR, RUN_DIR, DOCKER28_DIR)
+    # Directory markers end in '/': '/run/netfence-lab' must not match '/run/netfence-lab-t1'.
+    # (The shared Docker 28 cache is no marker: its dockerd runs in a lab namespace.)
+    markers = (LIB_DIR + '/', RUN_DIR + '/')
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
             continue
@@ -591,7 +724,7 @@ def _lab_processes():
                 in_cgroup = any(line.split(':', 2)[-1].startswith(f'/{PREFIX}-')
                                 for line in handle)
         by_cmd = exe in _LAB_EXES and any(m in cmd for m in markers)
-        if 'netfence_lab_reaper.py' in cmd and RUN_DIR in cmd:
+        if 'netfence_lab_reaper.py' in cmd and RUN_DIR + '/' in cmd:
             found['reaper'].add(pid)
             continue
         if not (in_lab or in_cgroup or by_cmd):
@@ -715,7 +848,13 @@ def _down():
         for sub in sorted((d for d, _s, _f in os.walk(path)), key=lambda d: -d.count('/')):
             with contextlib.suppress(OSError):
                 os.rmdir(sub)
-    if os.path.exists(PLACEHOLDER_MARKER):
+    others_up = [os.path.dirname(p) for p in glob.glob('/run/netfence-lab*/reaper.pid')
+                 if os.path.dirname(p) != RUN_DIR]
+    if os.path.exists(PLACEHOLDER_MARKER) and others_up:
+        # Another instance still bind-mounts /run/docker.sock: hand the placeholder over.
+        _write(os.path.join(others_up[0], os.path.basename(PLACEHOLDER_MARKER)),
+               'created by netfence lab\n')
+    elif os.path.exists(PLACEHOLDER_MARKER):
         with contextlib.suppress(OSError):
             stat = os.lstat(DOCKER_SOCK_PLACEHOLDER)
             if stat.st_size == 0 and not os.path.islink(DOCKER_SOCK_PLACEHOLDER) and \
@@ -794,10 +933,61 @@ def _start_dockerd(host):
             '--exec-root', os.path.join(host.run_dir, 'exec'),
             '--pidfile', os.path.join(host.run_dir, 'dockerd.pid'),
             '--cgroup-parent', host.netns,
-            '-H', host.docker_url]
+            '-H', host.docker_url] + _config_args(host)
+    path = engine['path']
+    if host.has('legacy'):
+        path = _legacy_bin(host) + ':' + path
     _spawn_detached(argv, os.path.join(host.lib_dir, 'dockerd.log'),
                     os.path.join(host.run_dir, 'dockerd.spawn.pid'),
-                    env={'PATH': engine['path'], 'HOME': '/root'})
+                    env={'PATH': path, 'HOME': '/root'})
+
+
+def _config_args(host):
+    """dockerd arguments of the host's configurations."""
+    args = []
+    if host.has('no-userland-proxy'):
+        args.append('--userland-proxy=false')
+    if host.docker_ipv6:
+        args += ['--ipv6', '--ip6tables', '--fixed-cidr-v6', f'fd00:{host.index}:ff::/64']
+        if host.series == '20.10':
+            args.append('--experimental')  # ip6tables is experimental in 20.10
+    return args
+
+
+def _legacy_bin(host):
+    """A directory whose iptables* commands are the legacy variant (first on dockerd's PATH)."""
+    bindir = os.path.join(host.lib_dir, 'legacy-bin')
+    os.makedirs(bindir, exist_ok=True)
+    for tool in LEGACY_TOOLS:
+        family, _dash, rest = tool.partition('-')
+        target = shutil.which(f'{family}-legacy' + (f'-{rest}' if rest else ''))
+        if not target:
+            raise LabError(f'{family}-legacy{"-" + rest if rest else ""} not found')
+        link = os.path.join(bindir, tool)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.symlink(target, link)
+    return bindir
+
+
+def _brnf(host):
+    """{'iptables': '0'|'1'|None, 'ip6tables': ...}: the br_netfilter sysctls in the namespace."""
+    out = {}
+    for fam in ('iptables', 'ip6tables'):
+        res = host_exec(host, ['cat', f'/proc/sys/net/bridge/bridge-nf-call-{fam}'], check=False)
+        out[fam] = res.stdout.strip() if res.returncode == 0 else None
+    return out
+
+
+def _apply_brnf(host):
+    """no-brnf: bridge-nf-call-ip(6)tables=0 inside the host's namespace, verified."""
+    if not host.has('no-brnf'):
+        return
+    for fam in ('iptables', 'ip6tables'):
+        host_exec(host, ['sysctl', '-q', '-w', f'net.bridge.bridge-nf-call-{fam}=0'])
+    now = _brnf(host)
+    if now != {'iptables': '0', 'ip6tables': '0'}:
+        raise LabError(f'{host.name}: could not set bridge-nf-call-* to 0 in {host.netns}: {now}')
 
 
 def _wait_dockerd(host):
@@ -894,11 +1084,15 @@ def _deploy(host):
         _remove_deployment(client)
         workdir = os.path.join(host.lib_dir, 'compose')
         os.makedirs(workdir, exist_ok=True)
-        for name in NETWORKS:
+        for number, name in enumerate(NETWORKS, 1):
+            kwargs = {}
+            if host.docker_ipv6:
+                kwargs = {'enable_ipv6': True, 'ipam': docker.types.IPAMConfig(pool_configs=[
+                    docker.types.IPAMPool(subnet=f'fd00:{host.index}:{number}::/64')])}
             client.networks.create(name, driver='bridge', labels={
                 'com.docker.compose.project': PROJECT,
                 'com.docker.compose.network': name.split('_', 1)[1],
-                'com.docker.compose.version': COMPOSE_VERSION})
+                'com.docker.compose.version': COMPOSE_VERSION}, **kwargs)
         for spec in CONTAINERS:
             first, *others = spec['networks']
             kwargs = {}
@@ -988,13 +1182,15 @@ def _ensure_placeholder():
 
 
 def _write_inventory(hosts, versions):
-    lines = ['# netfence lab inventory (written by tests/lab/lab.py up)', '[lab]']
+    lines = ['# netfence lab inventory (written by tests/lab/lab.py up'
+             + (f', instance {INSTANCE}' if INSTANCE else '') + ')', '[lab]']
     for host in hosts:
         lines.append(f'{host.name} ansible_host={host.addr} '
                      f'netfence_lab_docker_version={versions[host.name]} '
                      f'netfence_lab_docker_series={host.series} '
                      f'netfence_lab_netns={host.netns} netfence_lab_addr6='
-                     f'{host.addr6 if host.ipv6 else ""}')
+                     f'{host.addr6 if host.ipv6 else ""} '
+                     f'netfence_lab_configs={"+".join(host.configs)}')
     lines += [
         '',
         '[lab:vars]',
@@ -1031,9 +1227,13 @@ def _deployment_problems(host):
             attrs = cont.attrs
             if not attrs['State'].get('Running'):
                 problems.append(f'{host.name}: {spec["name"]} not running')
-            nets = set((attrs['NetworkSettings'].get('Networks') or {}).keys())
+            networks = attrs['NetworkSettings'].get('Networks') or {}
+            nets = set(networks.keys())
             if nets != set(spec['networks']):
                 problems.append(f'{host.name}: {spec["name"]} on {sorted(nets)}')
+            if host.docker_ipv6 and not all(n.get('GlobalIPv6Address')
+                                            for n in networks.values()):
+                problems.append(f'{host.name}: {spec["name"]} has no IPv6 address')
             if spec['port']:
                 bound = (attrs['NetworkSettings'].get('Ports') or {}).get('11211/tcp') or []
                 if str(spec['port']) not in {b.get('HostPort') for b in bound}:
@@ -1043,6 +1243,8 @@ def _deployment_problems(host):
         problems.append(f'{host.name}: engine error: {exc}')
     finally:
         client.close()
+    if host.has('no-brnf') and _brnf(host) != {'iptables': '0', 'ip6tables': '0'}:
+        problems.append(f'{host.name}: bridge-nf-call-* not 0 ({_brnf(host)})')
     return problems
 
 
@@ -1093,7 +1295,7 @@ def _anything_left():
     return bool(set().union(*_lab_processes().values()))
 
 
-def up(hosts=3, versions=None):  # pylint: disable=invalid-name
+def up(hosts=3, versions=None, configs=None):  # pylint: disable=invalid-name
     """Bring the lab up (idempotent); return its hosts.
 
     A healthy lab with the same shape is left alone.  A lab whose engines,
@@ -1102,15 +1304,15 @@ def up(hosts=3, versions=None):  # pylint: disable=invalid-name
     deployment recreated.
     """
     require_root()
-    wanted = _plan(hosts, versions)
+    wanted = _plan(hosts, versions, configs)
     with _locked():
         return _up(wanted)
 
 
 def _up(wanted):
     state = _load_state()
-    if state and [(h['name'], h['series']) for h in state['hosts']] == \
-            [(h.name, h.series) for h in wanted]:
+    if state and [(h['name'], h['series'], tuple(h.get('configs') or ('default',)))
+                  for h in state['hosts']] == [(h.name, h.series, h.configs) for h in wanted]:
         problems = _global_problems()
         for host in wanted:
             problems += _infra_problems(host)
@@ -1121,6 +1323,8 @@ def _up(wanted):
                 return wanted
             LOG.info('recreating the deployment on %s', ', '.join(h.name for h in broken))
             _parallel(_deploy, broken)
+            for host in broken:
+                _apply_brnf(host)
             return wanted
         LOG.info('lab is unhealthy (%s): recreating it', '; '.join(problems))
     elif state:
@@ -1128,10 +1332,12 @@ def _up(wanted):
     if _anything_left():
         _down()
     start = time.monotonic()
+    _check_collisions()
     check_kernel()
     versions_by_host = {}
     if any(h.series == '28' for h in wanted):
-        ensure_docker28()
+        with _locked(DOCKER28_LOCK):
+            ensure_docker28()
     os.makedirs(LIB_DIR, exist_ok=True)
     os.makedirs(RUN_DIR, exist_ok=True)
     _ensure_ssh_key()
@@ -1150,9 +1356,12 @@ def _up(wanted):
     for host in wanted:
         _start_sshd(host)
     _parallel(_deploy, wanted)
+    for host in wanted:
+        _apply_brnf(host)  # after the deployment: creating networks may set it back to 1
     _parallel(_wait_sshd, wanted)
     _write_inventory(wanted, versions_by_host)
-    _write(STATE_FILE, json.dumps({'hosts': [h.to_dict() for h in wanted],
+    _write(STATE_FILE, json.dumps({'instance': INSTANCE, 'index': INDEX, 'prefix': PREFIX,
+                                   'hosts': [h.to_dict() for h in wanted],
                                    'versions': versions_by_host,
                                    'created': time.strftime('%Y-%m-%dT%H:%M:%SZ',
                                                             time.gmtime())}, indent=2) + '\n')
@@ -1177,6 +1386,7 @@ def status():
     for host in hosts:
         row = {'host': host.name, 'netns': host.netns if os.path.exists(host.netns_path)
                else 'MISSING', 'addr': host.addr, 'series': host.series,
+               'configs': '+'.join(host.configs),
                'docker': _docker_ping(host) or 'DOWN',
                'sshd': 'up' if _ssh_banner(host.addr, 1.0) else 'DOWN', 'containers': {}}
         if row['docker'] != 'DOWN':
@@ -1199,7 +1409,7 @@ def render_status(rows):
     out = []
     for row in rows:
         out.append(f'{row["host"]}: netns={row["netns"]} addr={row["addr"]} '
-                   f'docker={row["docker"]} sshd={row["sshd"]}')
+                   f'docker={row["docker"]} sshd={row["sshd"]} configs={row["configs"]}')
         for name, state in sorted(row['containers'].items()):
             out.append(f'    {name:<20} {state}')
         for problem in row['problems']:
@@ -1313,12 +1523,19 @@ def _targets(host, attrs, clients, listener_port):
         out['localhost4'] = (host.netns_path, '127.0.0.1', port)
         out['localhost6'] = (host.netns_path, '::1', port)
         out['own_addr'] = (host.netns_path, host.addr, port)
+        if host.docker_ipv6:
+            out['external6'] = (None, host.addr6, port)
     for net, info in sorted((attrs['NetworkSettings'].get('Networks') or {}).items()):
         client = _client_for(clients, net)
         if client and info.get('IPAddress') and _pid_netns(client):
             out[f'peer:{net}'] = (_pid_netns(client), info['IPAddress'], 11211)
         else:
             out[f'peer:{net}'] = None
+        if host.docker_ipv6:
+            if client and info.get('GlobalIPv6Address') and _pid_netns(client):
+                out[f'peer6:{net}'] = (_pid_netns(client), info['GlobalIPv6Address'], 11211)
+            else:
+                out[f'peer6:{net}'] = None
     if listener_port and _pid_netns(attrs):
         out['egress'] = (_pid_netns(attrs), host.gateway, listener_port)
     elif listener_port:
@@ -1397,7 +1614,8 @@ def probe(host, service='memcached', project=PROJECT, timeout=1.0, paths=None):
     """Outcome of every path to every container of ``service`` on ``host``.
 
     Returns ``{container_name: {path: outcome}}`` where path is one of
-    external, localhost4, localhost6, own_addr, peer:<network>, egress and
+    external, localhost4, localhost6, own_addr, peer:<network>, egress (and on
+    hosts with the ``ipv6`` configuration external6 and peer6:<network>) and
     outcome one of ok, refused, reset, closed, timeout, unreachable (error /
     n/a for surprises).  ``paths`` limits the paths probed.
     """
@@ -1407,11 +1625,13 @@ def probe(host, service='memcached', project=PROJECT, timeout=1.0, paths=None):
 
 
 def _path_order(path):
-    order = ['external', 'localhost4', 'localhost6', 'own_addr']
+    order = ['external', 'external6', 'localhost4', 'localhost6', 'own_addr']
     if path in order:
         return (order.index(path), path)
     if path.startswith('peer:'):
         return (10, path)
+    if path.startswith('peer6:'):
+        return (11, path)
     return (20, path)
 
 
