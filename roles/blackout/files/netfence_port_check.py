@@ -1,0 +1,71 @@
+# Copyright (c) 2026, netfence.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Check from a host that TCP ports refuse connections, or answer (netfence.docker.blackout role).
+
+Run by the role with ansible.builtin.script (one run for every port of the service, instead of
+one wait_for per address and port). Standard library only; Python 2.7 and 3.x.
+
+    python3 netfence_port_check.py '{"expect": "refused", "timeout": 10,
+                                     "targets": [{"host": "127.0.0.1", "port": 11211, "label": "..."}]}'
+
+expect=refused: every target must fail to connect (refused, reset, timed out). A target that
+still connects is retried until the deadline. expect=open: every target must accept a connection
+before the deadline. Prints one JSON object {"ok": bool, "results": [...]} and exits 0 either way.
+"""
+import json
+import socket
+import sys
+import time
+
+
+def attempt(host, port, connect_timeout):
+    """Return (connected, detail) for one TCP connection attempt."""
+    try:
+        sock = socket.create_connection((host, port), connect_timeout)
+    except socket.timeout:
+        return False, 'timed out'
+    except (OSError, socket.error) as exc:  # refused, reset, unreachable
+        return False, getattr(exc, 'strerror', None) or str(exc)
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, socket.error):
+        pass
+    sock.close()
+    return True, 'connected'
+
+
+def check(spec):
+    """Check every target of spec; return the JSON-able result."""
+    want_open = spec.get('expect') == 'open'
+    connect_timeout = float(spec.get('connect_timeout', 2))
+    deadline = time.time() + float(spec.get('timeout', 10))
+    pending = list(spec.get('targets', []))
+    results = {}
+    while True:
+        still = []
+        for target in pending:
+            connected, detail = attempt(target['host'], int(target['port']), connect_timeout)
+            good = connected if want_open else not connected
+            results[target.get('label') or '%s:%s' % (target['host'], target['port'])] = {
+                'target': target, 'ok': good, 'detail': detail}
+            if not good:
+                still.append(target)
+        pending = still
+        if not pending or time.time() >= deadline:
+            break
+        time.sleep(0.5)
+    ordered = [dict(label=label, **results[label]) for label in sorted(results)]
+    return {'ok': not pending, 'expect': 'open' if want_open else 'refused', 'results': ordered,
+            'failed': [r['label'] for r in ordered if not r['ok']]}
+
+
+def main():
+    """Entry point."""
+    spec = json.loads(sys.argv[1])
+    sys.stdout.write(json.dumps(check(spec)) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
