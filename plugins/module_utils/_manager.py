@@ -404,8 +404,10 @@ class InfoManager(_HostManager):
             expected = {'host'}
             if detection.chains.forward.get(family):
                 expected.add('forward')
-            if 'outbound' in seen or 'reply' in seen:
+            if 'outbound' in seen:
                 expected |= {'outbound', 'reply'}
+            elif 'reply' in seen:  # inbound with reject_with=reset resets the service's side too
+                expected.add('reply')
             lost = sorted(expected - seen)
             if lost:
                 missing_paths[addr.split('/')[0]] = lost

@@ -348,21 +348,26 @@ class _Planner:
             host_neg = {'src': cidrs[0], 'src_neg': True}
         elif cidrs:
             host_neg = {'ranges': cidrs, 'range_opt': '--src-range'}
-        if forward:
-            for cidr in cidrs:
-                self.add(family, forward, 'forward', container, addr,
-                         _match_tokens(src=cidr, dst=addr, ctdir='ORIGINAL', expires=exp), ['-j', 'RETURN'])
-            self.rejects(family, forward, 'forward', container, addr, '--dport',
-                         dst=addr, ctdir='ORIGINAL', expires=exp)
-        self.rejects(family, HOST_CHAIN, 'host', container, addr, '--dport',
-                     dst=addr, ctdir='ORIGINAL', expires=exp, **host_neg)
-        if opts.direction != 'both':
-            return
         input_neg: dict[str, t.Any] = {}
         if len(cidrs) == 1:
             input_neg = {'dst': cidrs[0], 'dst_neg': True}
         elif cidrs:
             input_neg = {'ranges': cidrs, 'range_opt': '--dst-range'}
+        resets = opts.direction != 'both' and opts.reject_with == 'reset'
+        if forward:
+            for cidr in cidrs:
+                self.add(family, forward, 'forward', container, addr,
+                         _match_tokens(src=cidr, dst=addr, ctdir='ORIGINAL', expires=exp), ['-j', 'RETURN'])
+            if resets:
+                self.reply_resets(family, forward, container, addr, input_neg)
+            self.rejects(family, forward, 'forward', container, addr, '--dport',
+                         dst=addr, ctdir='ORIGINAL', expires=exp)
+        self.rejects(family, HOST_CHAIN, 'host', container, addr, '--dport',
+                     dst=addr, ctdir='ORIGINAL', expires=exp, **host_neg)
+        if opts.direction != 'both':
+            if resets:
+                self.reply_resets(family, INPUT_CHAIN, container, addr, input_neg)
+            return
         if forward:
             # No ctdir: allowed peers keep both their own and the replies to their connections.
             for cidr in cidrs:
@@ -377,6 +382,26 @@ class _Planner:
                          src=addr, ctdir='REPLY', expires=exp)
         self.rejects(family, INPUT_CHAIN, 'reply', container, addr, '--sport',
                      src=addr, ctdir='REPLY', expires=exp, **input_neg)
+
+    def reply_resets(self, family: str, chain: str, container: Container, addr: str,
+                     neg: dict[str, t.Any]) -> None:
+        """Inbound, reject_with=reset: reset the service's side of cut TCP connections.
+
+        Reply-direction TCP from the service (``-s A --ctdir REPLY``) gets a reset back, so the
+        service frees a connection the blackout cut as soon as it sends on it. Allowed peers keep
+        their connections (``! -d S``, or an iprange for several). These rules match only
+        reply-direction packets *from* A, disjoint from the ORIGINAL-direction rules *to* A, so
+        their place in the chain (first for the address) changes nothing but keeps later
+        changes plain inserts at the top.
+        """
+        tcp_ports = [p for p, proto in self.options.ports if proto == 'tcp']
+        if self.options.ports and not tcp_ports:
+            return
+        for port in tcp_ports or [None]:
+            self.add(family, chain, 'reply', container, addr,
+                     _match_tokens(src=addr, proto='tcp', port=port, port_opt='--sport', ctdir='REPLY',
+                                   expires=self.options.expires, **neg),
+                     self.targets(family, 'tcp'))
 
     def loopback(self, family: str, containers: list[Container]) -> None:
         opts = self.options

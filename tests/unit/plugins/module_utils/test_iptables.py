@@ -205,9 +205,13 @@ def test_diff_new_rules_only_on_top_are_plain_inserts():
     after = plan('web', [WEB], Options.build(allow_from=['10.0.0.0/8']), SINCE, V4)
     to_add, to_remove = diff(existing_of(save_text(before)), after, 'web', NOW)
     assert [r.spec.split(' -m ')[0] for r in to_add] == [
-        '-s 10.0.0.0/8 -d 172.18.0.2/32', '! -s 10.0.0.0/8 -d 172.18.0.2/32 -p tcp',
-        '! -s 10.0.0.0/8 -d 172.18.0.2/32 ! -p tcp', '! -s 10.0.0.0/8 -d 127.0.0.1/32 -p tcp']
-    assert [r.path for r in to_remove] == ['host', 'host', 'loopback']
+        '-s 10.0.0.0/8 -d 172.18.0.2/32', '-s 172.18.0.2/32 ! -d 10.0.0.0/8 -p tcp',
+        '! -s 10.0.0.0/8 -d 172.18.0.2/32 -p tcp', '! -s 10.0.0.0/8 -d 172.18.0.2/32 ! -p tcp',
+        '-s 172.18.0.2/32 ! -d 10.0.0.0/8 -p tcp', '! -s 10.0.0.0/8 -d 127.0.0.1/32 -p tcp']
+    assert [r.chain for r in to_add] == ['DOCKER-USER', 'DOCKER-USER', 'OUTPUT', 'OUTPUT', 'INPUT', 'OUTPUT']
+    assert sorted(r.path for r in to_remove) == ['host', 'host', 'loopback', 'reply', 'reply']
+    # every kept rule stays: the additions are plain inserts at the top of their chains
+    assert not {r.identity for r in to_remove} & {r.identity for r in after}
 
 
 # --- restore payload ------------------------------------------------------------------------

@@ -137,6 +137,8 @@ def test_expires_after():
 # --- golden rule text -----------------------------------------------------------------------
 
 DEFAULT_GOLDEN = [
+    'ipv4 -A DOCKER-USER -s 172.18.0.2/32 -p tcp -m conntrack --ctdir REPLY -m comment --comment '
+    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=34976eaa" -j REJECT --reject-with tcp-reset',
     'ipv4 -A DOCKER-USER -d 172.18.0.2/32 -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=forward h=6fd44563" -j REJECT --reject-with tcp-reset',
     'ipv4 -A DOCKER-USER -d 172.18.0.2/32 ! -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
@@ -145,8 +147,12 @@ DEFAULT_GOLDEN = [
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=host h=fcf66de9" -j REJECT --reject-with tcp-reset',
     'ipv4 -A OUTPUT -d 172.18.0.2/32 ! -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=host h=1eaf8b81" -j REJECT --reject-with icmp-port-unreachable',
+    'ipv4 -A INPUT -s 172.18.0.2/32 -p tcp -m conntrack --ctdir REPLY -m comment --comment '
+    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=578f8348" -j REJECT --reject-with tcp-reset',
     'ipv4 -A OUTPUT -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=loopback h=462922b7" -j REJECT --reject-with tcp-reset',
+    'ipv6 -A DOCKER-USER -s fd00::2/128 -p tcp -m conntrack --ctdir REPLY -m comment --comment '
+    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=c8c0f2f5" -j REJECT --reject-with tcp-reset',
     'ipv6 -A DOCKER-USER -d fd00::2/128 -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=forward h=43cd040e" -j REJECT --reject-with tcp-reset',
     'ipv6 -A DOCKER-USER -d fd00::2/128 ! -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
@@ -155,6 +161,8 @@ DEFAULT_GOLDEN = [
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=host h=a55ecc94" -j REJECT --reject-with tcp-reset',
     'ipv6 -A OUTPUT -d fd00::2/128 ! -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=host h=2c74a1f9" -j REJECT --reject-with icmp6-port-unreachable',
+    'ipv6 -A INPUT -s fd00::2/128 -p tcp -m conntrack --ctdir REPLY -m comment --comment '
+    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=4c36a7a8" -j REJECT --reject-with tcp-reset',
     'ipv6 -A OUTPUT -d ::1/128 -p tcp -m tcp --dport 8080 -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=loopback h=8d94495f" -j REJECT --reject-with tcp-reset',
 ]
@@ -216,8 +224,11 @@ def test_every_combination_invariants(kwargs):
         data = '|'.join((rule.family, 'filter', rule.chain, without, 'web', '0123456789ab'))
         assert rule.tag.h == hashlib.sha1(data.encode()).hexdigest()[:8]
         assert ('--datestop' in tokens) == bool(kwargs['expires'])
-        assert rule.path in (('forward', 'host', 'loopback') if kwargs['direction'] == 'inbound'
+        inbound = ('forward', 'host', 'loopback') + (('reply',) if kwargs['reject_with'] == 'reset' else ())
+        assert rule.path in (inbound if kwargs['direction'] == 'inbound'
                              else ('forward', 'host', 'loopback', 'outbound', 'reply'))
+        if rule.path == 'reply' and kwargs['direction'] == 'inbound':  # resets the service's side only
+            assert '--ctdir REPLY' in rule.spec and ' -p tcp ' in rule.spec and '-j RETURN' not in rule.spec
         if rule.chain == 'OUTPUT' or rule.chain == 'INPUT':
             assert '-j RETURN' not in rule.spec and '-j ACCEPT' not in rule.spec
     assert any(r.path == 'loopback' for r in rules) == (kwargs['loopback'] and (not kwargs['ports'] or '80/tcp' in kwargs['ports']))
@@ -254,7 +265,7 @@ def test_order_family_container_network_path():
     rules = plan('svc', fleet(), Options.build(), SINCE, CHAINS)
     fams = [r.family for r in rules]
     assert fams == sorted(fams)  # ipv4 first, then ipv6
-    v4 = [(r.tag.ct, r.address, r.chain) for r in rules if r.family == 'ipv4' and r.path != 'loopback']
+    v4 = [(r.tag.ct, r.address, r.chain) for r in rules if r.family == 'ipv4' and r.path not in ('loopback', 'reply')]
     # containers by name, networks by name (back < front), forward (DOCKER-USER) then host (OUTPUT)
     assert v4[::2] == [
         ('api', '172.19.0.2/32', 'DOCKER-USER'), ('api', '172.19.0.2/32', 'OUTPUT'),
@@ -262,14 +273,16 @@ def test_order_family_container_network_path():
         ('web', '172.18.0.2/32', 'DOCKER-USER'), ('web', '172.18.0.2/32', 'OUTPUT'),
         ('zeta', '172.20.0.2/32', 'DOCKER-USER'), ('zeta', '172.20.0.2/32', 'OUTPUT')]
     # the same address on two networks gives one set of rules
-    assert len([r for r in rules if r.address == '172.20.0.2/32']) == 4
+    assert len([r for r in rules if r.address == '172.20.0.2/32']) == 6  # 2 forward, 2 host, 2 reply
+    replies = [(r.address, r.chain) for r in rules if r.path == 'reply' and r.family == 'ipv4']
+    assert replies[:2] == [('172.19.0.2/32', 'DOCKER-USER'), ('172.19.0.2/32', 'INPUT')]
     loop = [(r.family, r.tag.ct, r.spec.split('--dport ')[1].split()[0]) for r in rules if r.path == 'loopback']
     assert loop == [('ipv4', 'api', '9000'), ('ipv4', 'web', '8080'), ('ipv6', 'web', '8080')]
 
 
 def test_v6_forward_chain_none_or_forward():
     no_v6_fwd = plan('web', [WEB], Options.build(), SINCE, Chains(forward={'ipv4': 'DOCKER-USER', 'ipv6': None}))
-    assert [r.chain for r in no_v6_fwd if r.family == 'ipv6'] == ['OUTPUT', 'OUTPUT', 'OUTPUT']
+    assert [r.chain for r in no_v6_fwd if r.family == 'ipv6'] == ['OUTPUT', 'OUTPUT', 'INPUT', 'OUTPUT']
     fwd = plan('web', [WEB], Options.build(), SINCE, Chains(forward={'ipv4': 'DOCKER-USER', 'ipv6': 'FORWARD'}))
     assert [r.chain for r in fwd if r.family == 'ipv6'][:2] == ['FORWARD', 'FORWARD']
     v4only = plan('web', [WEB], Options.build(), SINCE, Chains(families=('ipv4',)))
