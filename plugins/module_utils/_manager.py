@@ -26,6 +26,10 @@ from ansible_collections.netfence.docker.plugins.module_utils._docker_api import
     validate_label,
     validate_name,
 )
+from ansible_collections.netfence.docker.plugins.module_utils._host_addresses import (
+    HostAddressError,
+    host_addresses,
+)
 from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     BINARY_NAMES,
     ExistingRule,
@@ -38,12 +42,15 @@ from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
 )
 from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     FAMILIES,
+    LOOPBACK,
     Options,
     PlanError,
     Rule,
     blackout_name,
     container_addresses,
     describe,
+    host_address_cidrs,
+    host_network,
     plan,
     utc,
 )
@@ -158,6 +165,7 @@ class _HostManager:
         self.now = utc(now or dt.datetime.now(dt.timezone.utc))
         self.firewall = Firewall(self._run, self._binaries())
         self._containers: list[Container] | None = None
+        self._host_addresses: dict[str, list[str]] | None = None
 
     def _run(self, argv: list[str], data: str | None) -> tuple[int, str, str]:
         rc, out, err = self.module.run_command(argv, data=data, binary_data=True,
@@ -171,6 +179,16 @@ class _HostManager:
         if not (found.get('iptables-save') or found.get('iptables-nft-save') or found.get('iptables-legacy-save')):
             raise BlackoutError('iptables-save was not found on the target: install the iptables package')
         return found
+
+    def host_addresses(self) -> dict[str, list[str]]:
+        """The host's own addresses per family (for containers on the host network), cached."""
+        if self._host_addresses is None:
+            ip = self.module.get_bin_path('ip', required=False, opt_dirs=['/usr/sbin', '/sbin'])
+            try:
+                self._host_addresses = host_addresses(self._run, ip)
+            except HostAddressError as exc:
+                raise BlackoutError(str(exc)) from None
+        return self._host_addresses
 
     def engine(self) -> EngineClient:
         host = self.params.get('docker_host') or os.environ.get('DOCKER_HOST') or None
@@ -268,7 +286,16 @@ class BlackoutManager(_HostManager):
                                  'run the blackout again once it is started' % (container.name, name, container.state))
         for container in running:
             mode = container.network_mode
-            if mode in ('host', 'none') or mode.startswith('container:'):
+            if host_network(container):
+                if not p['ports']:
+                    raise BlackoutError('container %s uses the host network: give ports: to say which of its ports '
+                                        'to cut' % container.name, blackout=name)
+                if p['direction'] == 'both':
+                    raise BlackoutError('container %s uses the host network: its own connections are the host\'s, '
+                                        'so direction both is not possible; use direction inbound'
+                                        % container.name, blackout=name)
+                continue
+            if mode == 'none' or mode.startswith('container:'):
                 raise BlackoutError(
                     'container %s uses network mode %r and has no address of its own, so it cannot be blacked '
                     'out by address; stop it instead, or black out the container whose network it shares'
@@ -307,7 +334,8 @@ class BlackoutManager(_HostManager):
                                         blackout=name)
             try:
                 desired = plan(name, containers, dataclasses.replace(options, expires=deadline),
-                               since, detection.chains)
+                               since, detection.chains,
+                               self.host_addresses() if any(host_network(c) for c in containers) else None)
             except PlanError as exc:
                 raise BlackoutError(str(exc), blackout=name) from None
         to_add, to_remove = diff(existing, desired, name, self.now)
@@ -369,10 +397,18 @@ class InfoManager(_HostManager):
         ruled: dict[str, set[str]] = {}
         paths: dict[str, set[str]] = {}
         cnames: dict[str, str] = {}
+        # Containers on the host network: the host's addresses their rules cover, and the chains.
+        hostnet: dict[str, set[str]] = {}
+        hostnet_chains: dict[str, set[str]] = {}
         for rule in rules:
             cnames[rule.tag.cid] = rule.tag.ct
             addr = rule_address(rule)
             if rule.tag.path == 'loopback' or addr is None:
+                continue
+            if rule.tag.path == 'hostnet':
+                if addr not in LOOPBACK.values():
+                    hostnet.setdefault(rule.tag.cid, set()).add(addr)
+                    hostnet_chains.setdefault(addr, set()).add(rule.chain)
                 continue
             ruled.setdefault(rule.tag.cid, set()).add(addr)
             paths.setdefault(addr, set()).add(rule.tag.path)
@@ -388,10 +424,20 @@ class InfoManager(_HostManager):
                 holder = owner.get(addr)
                 if holder is not None and holder.short_id != cid:
                     taken[addr.split('/')[0]] = holder.name
-        service_members = self.members(name, containers, set(ruled))
+        service_members = self.members(name, containers, set(ruled) | set(hostnet))
+        local = self.local_cidrs(detection) if docker_ok and (hostnet or any(
+            host_network(c) for c in service_members)) else None
+        for cid, addrs in sorted(hostnet.items()):
+            current = local if local is not None and cid in by_id and host_network(by_id[cid]) else set()
+            for addr in sorted(addrs - current) if local is not None else ():
+                stale.setdefault(cnames[cid], []).append(addr.split('/')[0])
         covered = set(owner_addr for addrs in ruled.values() for owner_addr in addrs)
         uncovered: dict[str, list[str]] = {}
         for container in service_members:
+            if host_network(container):
+                for addr in sorted((local or set()) - hostnet.get(container.short_id, set())):
+                    uncovered.setdefault(container.name, []).append(addr.split('/')[0])
+                continue
             for family in FAMILIES:
                 if family not in detection.chains.families:
                     continue
@@ -411,6 +457,9 @@ class InfoManager(_HostManager):
             lost = sorted(expected - seen)
             if lost:
                 missing_paths[addr.split('/')[0]] = lost
+        for addr, chains in sorted(hostnet_chains.items()):
+            if chains != {'INPUT', 'OUTPUT'}:  # hostnet rules: INPUT and OUTPUT per host address
+                missing_paths[addr.split('/')[0]] = ['hostnet']
         if expires is not None and expires <= self.now:
             state = 'expired'
         elif missing_paths:
@@ -425,13 +474,22 @@ class InfoManager(_HostManager):
             'since': iso(since),
             'expires': iso(expires),
             'containers': [{'name': cnames[cid], 'id': cid,
-                            'addresses': sorted(a.split('/')[0] for a in ruled.get(cid, ()))}
+                            'addresses': sorted(a.split('/')[0] for a in ruled.get(cid, set()) | hostnet.get(cid, set()))}
                            for cid in sorted(cnames, key=lambda c: (cnames[c], c))],
             'paths': sorted({r.tag.path for r in rules}),
             'rules': by_family(rules),
             'drift': {'stale': stale, 'uncovered': uncovered, 'taken': taken},
             'missing_paths': missing_paths,
         }
+
+    def local_cidrs(self, detection: t.Any) -> set[str] | None:
+        """The host's own addresses as single-address CIDRs (families in use), None if unreadable."""
+        try:
+            found = self.host_addresses()
+        except BlackoutError as exc:
+            self.module.warn('drift of blackouts of containers on the host network not checked: %s' % exc)
+            return None
+        return {a for f in detection.chains.families for a in host_address_cidrs(found.get(f, ()), f)}
 
     @staticmethod
     def members(name: str, containers: list[Container], tagged_ids: set[str]) -> list[Container]:

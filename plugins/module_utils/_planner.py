@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ansible_collections.netfence.docker.plugins.module_utils._docker_api import Container
 
 FAMILIES = ('ipv4', 'ipv6')
-PATHS = ('forward', 'host', 'loopback', 'outbound', 'reply')
+PATHS = ('forward', 'host', 'loopback', 'outbound', 'reply', 'hostnet')
 DIRECTIONS = ('inbound', 'both')
 REJECT_WITH = ('reset', 'icmp', 'drop')
 PROTOS = ('tcp', 'udp')
@@ -420,10 +420,40 @@ class _Planner:
                 if opts.ports and (port.container_port, 'tcp') not in opts.ports:
                     continue
                 done.add(port.host_port)
+                # A TCP reset even with reject_with=icmp: an ICMPv6 error for a SYN sent by this
+                # host is only a soft error for the first SYN (refused after ~1 s, on retransmit).
                 self.add(family, HOST_CHAIN, 'loopback', container, addr,
                          _match_tokens(dst=addr, proto='tcp', port=port.host_port, ctdir='ORIGINAL',
                                        expires=opts.expires, **neg),
-                         self.targets(family, 'tcp'))
+                         self.targets(family, 'tcp') if opts.reject_with == 'drop'
+                         else ['-j', 'REJECT', '--reject-with', 'tcp-reset'])
+
+    def hostnet(self, family: str, container: Container, host_addresses: t.Sequence[str]) -> None:
+        """A container on the host network: its ports on the host's own addresses.
+
+        INPUT, per address of the host (other machines, containers through a bridge's gateway):
+        ``-d H -p P --dport N CT T C -j REJECT``; OUTPUT (the host itself), the same to the
+        loopback address and to every address of the host. Path ``hostnet``.
+        """
+        opts = self.options
+        if not opts.ports:
+            raise PlanError('container %s uses the host network: give ports: to say which of its ports to cut'
+                            % container.name)
+        if opts.direction == 'both':
+            raise PlanError('container %s uses the host network: its own connections are the host\'s and cannot '
+                            'be told apart, so direction both is not possible; use direction inbound'
+                            % container.name)
+        cidrs = opts.cidrs(family)
+        neg: dict[str, t.Any] = {}
+        if len(cidrs) == 1:
+            neg = {'src': cidrs[0], 'src_neg': True}
+        elif cidrs:
+            neg = {'ranges': cidrs, 'range_opt': '--src-range'}
+        for chain, addresses in ((INPUT_CHAIN, tuple(host_addresses)),
+                                 (HOST_CHAIN, (LOOPBACK[family],) + tuple(host_addresses))):
+            for addr in addresses:
+                self.rejects(family, chain, 'hostnet', container, addr, '--dport',
+                             dst=addr, ctdir='ORIGINAL', expires=opts.expires, **neg)
 
 
 def _check_single_address(rule: Rule, matches: list[str]) -> None:
@@ -449,22 +479,48 @@ def container_addresses(container: Container, family: str) -> list[str]:
     return result
 
 
+def host_network(container: Container) -> bool:
+    """True for a container on the host's network stack (network mode host)."""
+    return container.network_mode == 'host'
+
+
+def host_address_cidrs(addresses: t.Iterable[str], family: str) -> tuple[str, ...]:
+    """The host's own addresses of ``family`` as sorted unique single-address CIDRs, no loopback."""
+    found = set()
+    for value in addresses:
+        addr = ipaddress.ip_address(str(value).split('/', 1)[0].split('%', 1)[0])
+        if ('ipv6' if addr.version == 6 else 'ipv4') == family and not addr.is_loopback:
+            found.add(addr)
+    return tuple(a.compressed + _SINGLE[family] for a in sorted(found))
+
+
 def plan(
     name: str,
     containers: t.Iterable[Container],
     options: Options,
     since: dt.datetime,
     chains: Chains,
+    host_addresses: t.Mapping[str, t.Iterable[str]] | None = None,
 ) -> tuple[Rule, ...]:
-    """The exact ordered rule list for a blackout (order = order in each chain)."""
+    """The exact ordered rule list for a blackout (order = order in each chain).
+
+    ``host_addresses`` ({family: addresses of the host}) is needed for containers on the host
+    network only.
+    """
     unique = {c.id: c for c in containers}
     ordered = sorted(unique.values(), key=lambda c: (c.name, c.id))
     planner = _Planner(name, options, since)
+    if host_addresses is None and any(host_network(c) for c in ordered):
+        raise PlanError('internal error: the host\'s addresses are needed for a container on the host network')
     for family in FAMILIES:
         if family not in chains.families:
             continue
         forward = chains.forward.get(family)
         for container in ordered:
+            if host_network(container):
+                planner.hostnet(family, container,
+                                host_address_cidrs(t.cast(t.Mapping, host_addresses).get(family, ()), family))
+                continue
             for addr in container_addresses(container, family):
                 planner.address(family, forward, container, addr)
         if options.loopback:
@@ -483,7 +539,7 @@ def describe(rules: t.Iterable[Rule], containers: t.Iterable[Container] = ()) ->
         entry['rules'] += 1
         if rule.path not in entry['paths']:
             entry['paths'].append(rule.path)
-        if rule.path == 'loopback':
+        if rule.path == 'loopback' or (rule.path == 'hostnet' and rule.address in LOOPBACK.values()):
             port = int(rule.spec.split('--dport ', 1)[1].split(' ', 1)[0])
             if port not in entry['loopback_ports']:
                 entry['loopback_ports'].append(port)

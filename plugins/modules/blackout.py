@@ -104,6 +104,9 @@ options:
     description:
       - Only these container ports are cut, as V(PORT/PROTO) (V(11211/tcp), V(53/udp)); other
         ports stay open. Default is every port and protocol.
+      - Required for a container on the host network (network mode V(host)): its ports are then
+        cut on every address of the host (C(INPUT), for other machines and containers) and on the
+        loopback address and the host's addresses (C(OUTPUT), for the host itself).
     type: list
     elements: str
   allow_from:
@@ -127,8 +130,15 @@ seealso:
     description: Where Docker's chains are and why DOCKER-USER exists.
     link: https://docs.docker.com/engine/network/packet-filtering-firewalls/
 notes:
-  - Containers with no address of their own (network mode V(host), V(none) or
-    V(container:NAME)) cannot be blacked out by address; the module fails and says so.
+  - Containers on the host network are blacked out by the ports given in O(ports) (there is no
+    address of their own to cut, and the API lists no published port for them); without
+    O(ports), or with O(direction=both), the module fails and says so. IPv6 link-local
+    addresses of the host and loopback addresses other than V(127.0.0.1) and V(::1) are not
+    covered.
+  - Containers with no address of their own and not on the host network (network mode V(none)
+    or V(container:NAME)) cannot be blacked out by address; the module fails and says so.
+  - The loopback refusal is a TCP reset also with O(reject_with=icmp) (an ICMPv6 error for a
+    local connection only refuses it on the SYN retransmit, after about a second).
 '''
 
 EXAMPLES = r'''

@@ -78,7 +78,7 @@ blackouts:
       type: list
       elements: dict
     paths:
-      description: Paths with at least one rule (forward, host, loopback, outbound, reply).
+      description: Paths with at least one rule (forward, host, loopback, outbound, reply, hostnet).
       type: list
       elements: str
     rules:
@@ -89,6 +89,9 @@ blackouts:
         - C(stale), addresses with rules that the container no longer has;
           C(uncovered), addresses of the service's running containers without rules;
           C(taken), stale addresses now held by another container (named).
+        - For a container on the host network, the addresses are the host's own: C(stale) are
+          addresses the host no longer has, C(uncovered) host addresses without rules (a bridge
+          network created since, for example).
       type: dict
     missing_paths:
       description: Per address, the paths expected but with no rule (lost rules).
