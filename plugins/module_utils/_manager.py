@@ -21,6 +21,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._docker_api import
     DockerApiError,
     EngineClient,
     containers_from_api,
+    firewall_backend,
     select,
     validate_container_ref,
     validate_label,
@@ -40,8 +41,16 @@ from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     parse_save,
     restore_payload,
 )
+from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg, _nft
+from ansible_collections.netfence.docker.plugins.module_utils._nft import (
+    Nft,
+    NftError,
+    plan_bridge,
+    plan_inet,
+)
 from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     FAMILIES,
+    Chains,
     LOOPBACK,
     Options,
     PlanError,
@@ -73,7 +82,9 @@ BLACKOUT_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     ports={'type': 'list', 'elements': 'str'},
     allow_from={'type': 'list', 'elements': 'str'},
     reject_with={'type': 'str', 'choices': ['reset', 'icmp', 'drop'], 'default': 'reset'},
+    backend={'type': 'str', 'choices': ['auto', 'iptables', 'nftables'], 'default': 'auto'},
 )
+
 
 INFO_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     COMMON_ARGUMENT_SPEC,
@@ -138,16 +149,29 @@ def container_result(container: Container) -> dict[str, t.Any]:
     }
 
 
-def by_family(rules: t.Iterable[Rule | ExistingRule]) -> dict[str, list[str]]:
-    """{'ipv4': [lines], 'ipv6': [lines]} in the given order."""
+def by_family(rules: t.Iterable[t.Any]) -> dict[str, list[str]]:
+    """{'ipv4': [lines], 'ipv6': [lines]} in the given order (nft rules by their address)."""
     out: dict[str, list[str]] = {family: [] for family in FAMILIES}
     for rule in rules:
-        out[rule.family].append(rule.line)
+        out[getattr(rule, 'addr_family', rule.family)].append(rule.line)
     return out
 
 
-def rule_address(rule: ExistingRule) -> str | None:
+class _NftView:
+    """What InfoManager.blackout needs of a detection on a host without Docker's iptables chains."""
+
+    chains = Chains(forward={'ipv4': 'forward', 'ipv6': 'forward'}, families=FAMILIES)
+    variant = None
+    notes = ()
+
+
+_NFT_VIEW = _NftView()
+
+
+def rule_address(rule: t.Any) -> str | None:
     """The single address a saved netfence rule pins (-s for outbound/reply paths, else -d)."""
+    if not isinstance(rule, ExistingRule):
+        return rule.address
     opt = '-s' if rule.tag.path in ('outbound', 'reply') else '-d'
     tokens = shlex.split(rule.spec)
     for i, tok in enumerate(tokens[:-1]):
@@ -164,7 +188,45 @@ class _HostManager:
         self.params = module.params
         self.now = utc(now or dt.datetime.now(dt.timezone.utc))
         self.firewall = Firewall(self._run, self._binaries())
+        self.nft = Nft(self._run_utc, module.get_bin_path('nft', required=False, opt_dirs=['/usr/sbin', '/sbin']))
         self._containers: list[Container] | None = None
+        self._info: dict[str, t.Any] | None = None
+
+    def _run_utc(self, argv: list[str], data: str | None) -> tuple[int, str, str]:
+        """nft with TZ=UTC: ``meta time`` values are written and listed in UTC."""
+        rc, out, err = self.module.run_command(argv, data=data, binary_data=True,
+                                               environ_update={'LANG': 'C', 'LC_ALL': 'C', 'TZ': 'UTC'})
+        return rc, out, err
+
+    def engine_info(self) -> dict[str, t.Any]:
+        if self._info is None:
+            try:
+                self._info = self.engine().info()
+            except (DockerApiError, ValueError) as exc:
+                raise BlackoutError(str(exc)) from None
+        return self._info
+
+    def read_nft(self) -> list[t.Any]:
+        """Every rule of our inet and bridge tables (netfence-tagged or not)."""
+        try:
+            return self.nft.list_table('inet')[0] + self.nft.list_table('bridge')[0]
+        except NftError as exc:
+            raise BlackoutError(str(exc)) from None
+
+    def state_record(self) -> _hostcfg.StateRecord:
+        """The state record, section of this engine (DockerRootDir) when the engine answers."""
+        try:
+            root = self.engine_info().get('DockerRootDir')
+        except BlackoutError:
+            root = None
+        return _hostcfg.StateRecord(_hostcfg.host_key(root if isinstance(root, str) else None))
+
+    def engine_backend(self) -> str | None:
+        """'iptables' / 'nftables' as the engine reports it; None when the engine does not answer."""
+        try:
+            return firewall_backend(self.engine_info())
+        except BlackoutError:
+            return None
         self._host_addresses: dict[str, list[str]] | None = None
 
     def _run(self, argv: list[str], data: str | None) -> tuple[int, str, str]:
@@ -206,6 +268,16 @@ class _HostManager:
                 raise BlackoutError(str(exc)) from None
         return self._containers
 
+    def read_firewall_tolerant(self) -> tuple[t.Any, list[ExistingRule], str | None]:
+        """Like read_firewall, but (None, [], why) when iptables holds no Docker chains."""
+        try:
+            detection, existing = self.read_firewall()
+        except BlackoutError as exc:
+            if 'DOCKER-USER chain not found' not in str(exc):
+                raise
+            return None, [], str(exc)
+        return detection, existing, None
+
     def read_firewall(self) -> tuple[t.Any, list[ExistingRule]]:
         """(detection, every netfence rule on the host)."""
         try:
@@ -218,7 +290,9 @@ class _HostManager:
         return detection, existing
 
     @staticmethod
-    def firewall_result(detection: t.Any) -> dict[str, t.Any]:
+    def firewall_result(detection: t.Any, why: str | None = None) -> dict[str, t.Any]:
+        if detection is None:
+            return {'variant': None, 'families': [], 'forward_chain': {}, 'notes': [why] if why else []}
         chains = detection.chains
         return {
             'variant': detection.variant,
@@ -226,7 +300,6 @@ class _HostManager:
             'forward_chain': {f: chains.forward.get(f) for f in chains.families},
             'notes': list(detection.notes),
         }
-
 
 class BlackoutManager(_HostManager):
     """netfence.docker.blackout: one run = one diff, applied in one transaction per family."""
@@ -317,8 +390,14 @@ class BlackoutManager(_HostManager):
         options, expires = self.options()
         present = p['state'] == 'present'
         containers: list[Container] = self.selected(name) if present else []
-        detection, existing = self.read_firewall()
-        mine = [r for r in existing if r.tag.bo == name and not r.expired(self.now)]
+        backend, backend_why = _hostcfg.choose_backend(p['backend'], self.engine_backend() if present else None)
+        detection, existing, fw_why = self.read_firewall_tolerant()
+        if detection is None and present and backend == 'iptables':
+            raise BlackoutError(t.cast(str, fw_why), blackout=name)
+        nft_existing = [r for r in self.read_nft() if r.tag is not None]
+        mine = [r for r in list(existing) + nft_existing if r.tag.bo == name and not r.expired(self.now)]
+        nft_desired: tuple[t.Any, ...] = ()
+        self.bridge_decision: dict[str, t.Any] = {}
         desired: tuple[Rule, ...] = ()
         since = deadline = None
         if containers:
@@ -333,19 +412,31 @@ class BlackoutManager(_HostManager):
                     raise BlackoutError('expires %s is in the past (now %s)' % (iso(deadline), iso(self.now)),
                                         blackout=name)
             try:
-                desired = plan(name, containers, dataclasses.replace(options, expires=deadline),
+                nft_desired = self.plan_nft(name, containers, dataclasses.replace(options, expires=deadline),
+                                            since, backend)
+                desired = () if backend != 'iptables' else plan(name, containers, dataclasses.replace(options, expires=deadline),
                                since, detection.chains,
                                self.host_addresses() if any(host_network(c) for c in containers) else None)
             except PlanError as exc:
                 raise BlackoutError(str(exc), blackout=name) from None
         to_add, to_remove = diff(existing, desired, name, self.now)
-        changed = bool(to_add or to_remove)
+        nft_add, nft_remove = _nft.diff(nft_existing, nft_desired, name, self.now)
+        changed = bool(to_add or to_remove or nft_add or nft_remove)
+        created: list[list[t.Any]] = []
         if changed and not self.module.check_mode:
             try:
-                for family in detection.chains.families:
+                if detection is not None and detection.variant == 'nft' and self.nft.available and to_add:
+                    created = _hostcfg.missing_base_chains(self._run_utc, t.cast(str, self.nft.nft),
+                                                           ((r.family, r.chain) for r in to_add))
+                for family in (detection.chains.families if detection is not None else ()):
                     self.firewall.apply(family, restore_payload(to_add, to_remove, family))
-            except FirewallError as exc:
+                if nft_add or nft_remove:
+                    every = self.read_nft()
+                    self.nft.apply(''.join(_nft.payload(f, every, nft_add, nft_remove) for f in ('inet', 'bridge')))
+            except (FirewallError, NftError) as exc:
                 raise BlackoutError(str(exc), blackout=name) from None
+        cleaned = [] if self.module.check_mode else self.record(
+            name, tuple(desired) + tuple(nft_desired), since, deadline, backend, created, detection)
         before = by_family(r for r in existing if r.tag.bo == name)
         after = by_family(desired)
         result: dict[str, t.Any] = {
@@ -358,8 +449,16 @@ class BlackoutManager(_HostManager):
             'removed': by_family(to_remove),
             'since': iso(since),
             'expires': iso(deadline),
-            'firewall': self.firewall_result(detection),
+            'firewall': self.firewall_result(detection, fw_why),
         }
+        if nft_desired or nft_add or nft_remove:
+            result['rules'] = by_family(list(desired) + list(nft_desired))
+            result['added'] = by_family(list(to_add) + list(nft_add))
+            result['removed'] = by_family(list(to_remove) + [r for r in nft_remove if r.tag is not None])
+            if backend == 'nftables':
+                result['covered'] = _nft.describe(nft_desired, containers)
+        result['firewall'].update(backend=backend, backend_reason=backend_why, bridge=self.bridge_decision,
+                                  cleaned=cleaned)
         if self.module._diff:  # pylint: disable=protected-access
             result['diff'] = {
                 'before_header': 'netfence rules of %s' % name,
@@ -370,22 +469,118 @@ class BlackoutManager(_HostManager):
         return result
 
 
+    def plan_nft(self, name: str, containers: list[Container], options: Options, since: dt.datetime,
+                 backend: str) -> tuple[t.Any, ...]:
+        """Rules of our nft tables: the inet table (nftables backend) and the bridge table."""
+        rules: list[t.Any] = []
+        if backend == 'nftables':
+            if any(host_network(c) for c in containers):
+                raise PlanError('containers on the host network need the iptables backend')
+            if not self.nft.available:
+                raise PlanError('backend nftables needs nft on the target: install the nftables package')
+            rules += plan_inet(name, containers, options, since)
+        sysctls = _hostcfg.brnf()
+        families = [f for f in _hostcfg.bridge_families(sysctls)
+                    if any(container_addresses(c, f) for c in containers)]
+        decision: dict[str, t.Any] = {'bridge_nf_call': {'ipv4': sysctls['ipv4'], 'ipv6': sysctls['ipv6']},
+                                      'families': families, 'table': None, 'mode': None}
+        if families and not self.nft.available:
+            decision['note'] = ('bridged traffic between containers bypasses the firewall here and nft is not '
+                                'installed: peers on the same network are NOT cut')
+            self.module.warn(decision['note'])
+        elif families:
+            caps = self.nft.bridge_caps()
+            decision.update(table='bridge %s' % _nft.TABLE, mode=caps.mode, reject=caps.reject)
+            rules += plan_bridge(name, containers, options, since, families, caps)
+        self.bridge_decision = decision
+        return tuple(rules)
+
+    def record(self, name: str, rules: tuple[t.Any, ...], since: dt.datetime | None, deadline: dt.datetime | None,
+               backend: str, created: list[list[t.Any]], detection: t.Any) -> list[str]:
+        """Update the state record (and delete emptied iptables-nft chains the module created)."""
+        cleaned: list[str] = []
+        try:
+            with self.state_record() as record:
+                state = record.find(_hostcfg.netns_id())
+                before = repr(state)
+                state['netns'] = _hostcfg.netns_id()
+                if rules:
+                    state['blackouts'][name] = _hostcfg.record_entry(rules, iso(since), iso(deadline), backend)
+                else:
+                    state['blackouts'].pop(name, None)
+                state['created'] += [c for c in created if c not in state['created']]
+                if state['created'] and self.nft.available and (detection is None or detection.variant == 'nft'):
+                    state['created'], cleaned = _hostcfg.cleanup_created(
+                        self._run_utc, t.cast(str, self.nft.nft), state['created'])
+                if repr(state) != before:
+                    record.save()
+        except OSError as exc:
+            self.module.warn('could not write %s: %s' % (_hostcfg.state_path(), exc))
+        return cleaned
+
+
 class InfoManager(_HostManager):
     """netfence.docker.blackout_info: every blackout on the host, compared with the containers."""
 
     def run(self) -> dict[str, t.Any]:
         wanted = self.params.get('name')
-        detection, existing = self.read_firewall()
+        detection, existing, fw_why = self.read_firewall_tolerant()
+        nft_rules = [r for r in self.read_nft() if r.tag is not None]
+        with self.state_record() as record:
+            state = record.find(_hostcfg.netns_id())
+        if detection is None and not nft_rules and not state['blackouts']:
+            raise BlackoutError(t.cast(str, fw_why))
+        existing = list(existing) + nft_rules
+        detection_view = detection if detection is not None else _NFT_VIEW
         docker: dict[str, t.Any] = {'reachable': True, 'error': None}
         try:
             containers = self.containers()
         except BlackoutError as exc:
             containers = []
             docker = {'reachable': False, 'error': str(exc)}
-        names = sorted({r.tag.bo for r in existing if wanted is None or r.tag.bo == wanted})
-        blackouts = [self.blackout(n, [r for r in existing if r.tag.bo == n], containers, detection,
-                                   bool(docker['reachable'])) for n in names]
-        return {'blackouts': blackouts, 'firewall': self.firewall_result(detection), 'docker': docker}
+        names = sorted({r.tag.bo for r in existing if wanted is None or r.tag.bo == wanted} |
+                       {n for n in state['blackouts'] if wanted is None or n == wanted})
+        blackouts = []
+        for n in names:
+            rules = [r for r in existing if r.tag.bo == n]
+            entry = state['blackouts'].get(n)
+            if rules:
+                report = self.blackout(n, rules, containers, detection_view, bool(docker['reachable']))
+            else:
+                report = self.flushed(n, entry or {})
+            blackouts.append(self.with_record(report, entry, rules))
+        firewall = self.firewall_result(detection, fw_why)
+        firewall.update(backend=self.engine_backend() if docker['reachable'] else None,
+                        bridge_nf_call=_hostcfg.brnf(),
+                        nft_tables=sorted({'%s %s' % (r.nfamily, r.table) for r in nft_rules}))
+        return {'blackouts': blackouts, 'firewall': firewall, 'docker': docker}
+
+    def flushed(self, name: str, entry: dict[str, t.Any]) -> dict[str, t.Any]:
+        """A recorded blackout none of whose rules is left on the host."""
+        expires = entry.get('expires')
+        expired = bool(expires) and expires <= iso(self.now)
+        return {'name': name, 'state': 'expired' if expired else 'broken', 'since': entry.get('since'),
+                'expires': expires, 'containers': [], 'paths': [], 'rules': by_family([]),
+                'drift': {'stale': {}, 'uncovered': {}, 'taken': {}}, 'missing_paths': {}}
+
+    def with_record(self, report: dict[str, t.Any], entry: dict[str, t.Any] | None,
+                    rules: list[t.Any]) -> dict[str, t.Any]:
+        """Compare with the state record: rules it lists that are gone make the blackout broken."""
+        report['backend'] = (entry or {}).get('backend') or (
+            'nftables' if any(getattr(r, 'nfamily', None) == 'inet' for r in rules) else 'iptables')
+        report['recorded'] = entry is not None
+        report['missing_rules'] = 0
+        if entry is None or report['state'] == 'expired':
+            return report
+        lost = _hostcfg.missing_rules(entry, (r.identity for r in rules))
+        if lost:
+            report['state'] = 'broken'
+            report['missing_rules'] = len(lost)
+            for item in lost:
+                addr = str(item.get('address', '')).split('/')[0]
+                paths = set(report['missing_paths'].get(addr, [])) | {item.get('path')}
+                report['missing_paths'][addr] = sorted(p for p in paths if p)
+        return report
 
     def blackout(self, name: str, rules: list[ExistingRule], containers: list[Container], detection: t.Any,
                  docker_ok: bool) -> dict[str, t.Any]:

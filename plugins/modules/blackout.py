@@ -124,6 +124,25 @@ options:
     type: str
     choices: [reset, icmp, drop]
     default: reset
+  backend:
+    description:
+      - Where the rules go. V(auto) follows the engine (C(GET /info), C(FirewallBackend.Driver)):
+        Docker's nftables firewall backend (no C(DOCKER-USER) chain) gets V(nftables), anything
+        else V(iptables).
+      - V(iptables) puts the rules in C(DOCKER-USER)/C(FORWARD), C(OUTPUT) and C(INPUT) of the
+        iptables variant (nft or legacy) that holds Docker's chains.
+      - V(nftables) puts them in a table of our own, C(table inet netfence), whose C(forward),
+        C(output) and C(input) base chains are hooked at priority C(filter - 10), before Docker's
+        chains; one C(nft -f) transaction per change, the table deleted when it is left empty.
+      - Independently of the backend, when C(net.bridge.bridge-nf-call-iptables) (or
+        C(-ip6tables)) is not 1 on the host, traffic between containers of one bridge network
+        never reaches those chains; the module then also fills C(table bridge netfence) (filtering
+        on the service's addresses) and reports the decision under RV(firewall.bridge). No sysctl
+        is changed.
+      - O(state=absent) removes the blackout's rules from every backend.
+    type: str
+    choices: [auto, iptables, nftables]
+    default: auto
 seealso:
   - module: netfence.docker.blackout_info
   - name: Docker and iptables
@@ -228,7 +247,14 @@ firewall:
   description: What the module found on the host and used.
   returned: always
   type: dict
-  sample: {variant: nft, families: [ipv4, ipv6], forward_chain: {ipv4: DOCKER-USER, ipv6: FORWARD}}
+  sample:
+    variant: nft
+    families: [ipv4, ipv6]
+    forward_chain: {ipv4: DOCKER-USER, ipv6: FORWARD}
+    backend: iptables
+    backend_reason: the engine reports FirewallBackend.Driver iptables
+    bridge: {bridge_nf_call: {ipv4: '0', ipv6: '0'}, families: [ipv4], table: bridge netfence, mode: stateless-drop}
+    cleaned: []
 '''
 
 from ansible.module_utils.basic import AnsibleModule

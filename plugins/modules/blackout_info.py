@@ -96,8 +96,23 @@ blackouts:
     missing_paths:
       description: Per address, the paths expected but with no rule (lost rules).
       type: dict
+    missing_rules:
+      description:
+        - How many rules of the blackout recorded by M(netfence.docker.blackout) in
+          C(/var/lib/netfence/blackouts.json) are not on the host now. A blackout whose rules were
+          all flushed (firewall reload, reboot) is still listed, from that record, as V(broken).
+      type: int
+    recorded:
+      description: Whether the blackout is in the state record of the host.
+      type: bool
+    backend:
+      description: V(iptables) or V(nftables) (C(table inet netfence)), as recorded or seen.
+      type: str
 firewall:
-  description: What the module found on the host (iptables variant, families, forward chains).
+  description:
+    - What the module found on the host (iptables variant, families, forward chains), the engine's
+      firewall backend (C(backend)), C(bridge_nf_call) (the br_netfilter sysctls) and which of our
+      nft tables hold rules (C(nft_tables)).
   returned: always
   type: dict
 docker:

@@ -42,3 +42,15 @@ try:
     import ansible_collections.netfence.docker.plugins.module_utils._planner  # noqa: F401  pylint: disable=unused-import
 except ImportError:
     _setup()
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None
+
+if pytest is not None:
+    @pytest.fixture(autouse=True)
+    def _netfence_state_file(tmp_path, monkeypatch):
+        """The blackout module's state record goes to a per-test file, never /var/lib/netfence."""
+        monkeypatch.setenv('NETFENCE_STATE_FILE', str(tmp_path / 'netfence-state' / 'blackouts.json'))

@@ -1,0 +1,268 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, netfence.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Host configurations: firewall backend choice, bridged peers without br_netfilter, the state record.
+
+- Backend: ``auto`` follows the engine (GET /info → FirewallBackend.Driver: Docker 29's
+  ``nftables`` has no DOCKER-USER chain), else iptables; ``nftables`` / ``iptables`` by choice.
+- Bridged peers: where ``net.bridge.bridge-nf-call-iptables`` (``…-ip6tables`` for IPv6) is not
+  1 in the target's network namespace, frames between containers of one bridge never reach
+  iptables or the inet hooks; ``table bridge netfence`` (see _nft.py) cuts them. No sysctl is
+  changed.
+- State record (``/var/lib/netfence/blackouts.json``, written atomically by the blackout module):
+  per blackout, the identities of its planned rules, since, expires and backend, so that
+  blackout_info reports a blackout whose rules were all flushed (no tag left to read) as
+  ``broken``; and the iptables-nft base chains/tables the module created, so that the restore
+  deletes them once empty (iptables-nft leaves an emptied ``OUTPUT`` base chain behind).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import typing as t
+
+from ansible_collections.netfence.docker.plugins.module_utils._planner import FAMILIES
+
+STATE_FILE = '/var/lib/netfence/blackouts.json'
+BRNF_SYSCTL = {'ipv4': '/proc/sys/net/bridge/bridge-nf-call-iptables',
+               'ipv6': '/proc/sys/net/bridge/bridge-nf-call-ip6tables'}
+NFT_FAMILY = {'ipv4': 'ip', 'ipv6': 'ip6'}
+BACKENDS = ('auto', 'iptables', 'nftables')
+
+Runner = t.Callable[[t.List[str], t.Optional[str]], t.Tuple[int, str, str]]
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding='ascii') as handle:
+            return handle.read().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def brnf() -> dict[str, str | None]:
+    """bridge-nf-call-ip(6)tables of this network namespace: '1', '0', or None (br_netfilter not loaded)."""
+    return {family: read_text(path) for family, path in BRNF_SYSCTL.items()}
+
+
+def bridge_families(values: t.Mapping[str, str | None]) -> list[str]:
+    """Families whose bridged traffic bypasses iptables (sysctl not 1, or absent)."""
+    return [f for f in FAMILIES if values.get(f) != '1']
+
+
+def choose_backend(option: str, engine_backend: str | None) -> tuple[str, str]:
+    """(backend, why) from the module option and the engine's report."""
+    if option in ('iptables', 'nftables'):
+        return option, 'option backend=%s' % option
+    if engine_backend == 'nftables':
+        return 'nftables', 'the engine reports FirewallBackend.Driver nftables'
+    return 'iptables', 'the engine reports FirewallBackend.Driver %s' % (engine_backend or 'iptables (not reported)')
+
+
+# ---------------------------------------------------------------------------
+# State record
+# ---------------------------------------------------------------------------
+
+def state_path() -> str:
+    return os.environ.get('NETFENCE_STATE_FILE') or STATE_FILE
+
+
+def netns_id() -> str | None:
+    """Identity of this network namespace (device:inode of /proc/self/ns/net)."""
+    try:
+        st = os.stat('/proc/self/ns/net')
+    except OSError:
+        return None
+    return '%d:%d' % (st.st_dev, st.st_ino)
+
+
+def host_key(docker_root: str | None) -> str:
+    """Section of the record for this Docker host.
+
+    One machine can run several engines (and the test lab runs many hosts on one filesystem),
+    so the record is kept per engine: its DockerRootDir (stable across reboots, unlike the
+    network namespace), else the network namespace.
+    """
+    if docker_root:
+        return 'root:%s' % docker_root
+    return 'netns:%s' % (netns_id() or '?')
+
+
+class StateRecord:
+    """Load-modify-save of the record under an exclusive lock (several runs may write it at once)."""
+
+    def __init__(self, key: str, path: str | None = None) -> None:
+        self.key = key
+        self.path = path or state_path()
+        self._lock: t.Any = None
+        self.data: dict[str, t.Any] = {}
+
+    def section(self, key: str | None = None) -> dict[str, t.Any]:
+        hosts = self.data.setdefault('hosts', {})
+        sec = hosts.get(key or self.key)
+        if not isinstance(sec, dict):
+            sec = hosts[key or self.key] = {}
+        if not isinstance(sec.get('blackouts'), dict):
+            sec['blackouts'] = {}
+        if not isinstance(sec.get('created'), list):
+            sec['created'] = []
+        return sec
+
+    def find(self, netns: str | None) -> dict[str, t.Any]:
+        """Our section; without an engine answer (netns key), the section last written from this netns."""
+        if self.key.startswith('netns:') and netns:
+            for key, sec in sorted((self.data.get('hosts') or {}).items()):
+                if isinstance(sec, dict) and sec.get('netns') == netns:
+                    return self.section(key)
+        return self.section()
+
+    def __enter__(self) -> 'StateRecord':
+        folder = os.path.dirname(self.path) or '.'
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            self._lock = open(self.path + '.lock', 'a', encoding='ascii')  # pylint: disable=consider-using-with
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+        except OSError:
+            self._lock = None
+        self.data = load_state(self.path)
+        return self
+
+    def save(self) -> None:
+        save_state(self.data, self.path)
+
+    def __exit__(self, *exc: t.Any) -> None:
+        if self._lock is not None:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+            finally:
+                self._lock.close()
+
+
+def load_state(path: str | None = None) -> dict[str, t.Any]:
+    """The whole record ({'version': 2, 'hosts': {key: section}}); empty when missing/unreadable."""
+    try:
+        with open(path or state_path(), encoding='utf-8') as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict) or data.get('version') != 2:
+        data = {}
+    data['version'] = 2
+    if not isinstance(data.get('hosts'), dict):
+        data['hosts'] = {}
+    return data
+
+
+def save_state(data: dict[str, t.Any], path: str | None = None) -> None:
+    """Write the record atomically: a temporary file in the same directory, fsync, rename."""
+    path = path or state_path()
+    folder = os.path.dirname(path) or '.'
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.blackouts.', suffix='.tmp', dir=folder)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.write('\n')
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def rule_record(rule: t.Any) -> dict[str, str]:
+    """What the record keeps of a planned rule: identity, address, path."""
+    family, table, chain, tag = rule.identity
+    return {'family': family, 'table': table, 'chain': chain, 'tag': tag,
+            'address': rule.address, 'path': rule.path}
+
+
+def record_entry(rules: t.Sequence[t.Any], since: str | None, expires: str | None, backend: str) -> dict[str, t.Any]:
+    return {'since': since, 'expires': expires, 'backend': backend,
+            'rules': [rule_record(r) for r in rules]}
+
+
+def missing_rules(entry: t.Mapping[str, t.Any], present: t.Iterable[tuple[str, str, str, str]]) -> list[dict[str, str]]:
+    """Recorded rules whose identity is not on the host now."""
+    have = set(present)
+    return [r for r in entry.get('rules', [])
+            if (r.get('family'), r.get('table'), r.get('chain'), r.get('tag')) not in have]
+
+
+# ---------------------------------------------------------------------------
+# iptables-nft leftovers
+# ---------------------------------------------------------------------------
+
+def nft_table(run: Runner, nft: str, nfam: str, table: str) -> dict[str, t.Any] | None:
+    """{'chains': set, 'rules': [rule dicts]} of an nft table, or None when it does not exist."""
+    rc, out, _err = run([nft, '-j', 'list', 'table', nfam, table], None)
+    if rc != 0:
+        return None
+    try:
+        data = json.loads(out or '{}').get('nftables', [])
+    except ValueError:
+        return None
+    return {'chains': {o['chain']['name'] for o in data if 'chain' in o},
+            'rules': [o['rule'] for o in data if 'rule' in o]}
+
+
+def missing_base_chains(run: Runner, nft: str, keys: t.Iterable[tuple[str, str]]) -> list[list[t.Any]]:
+    """[[nfam, 'filter', chain or None], ...] for the iptables-nft tables/chains that do not exist yet.
+
+    ``keys``: (family, chain) of the rules about to be inserted.
+    """
+    created: list[list[t.Any]] = []
+    for family, chain in sorted(set(keys)):
+        nfam = NFT_FAMILY[family]
+        table = nft_table(run, nft, nfam, 'filter')
+        if table is None:
+            if [nfam, 'filter', None] not in created:
+                created.append([nfam, 'filter', None])
+            created.append([nfam, 'filter', chain])
+        elif chain not in table['chains']:
+            created.append([nfam, 'filter', chain])
+    return created
+
+
+def cleanup_created(run: Runner, nft: str, created: list[list[t.Any]]) -> tuple[list[list[t.Any]], list[str]]:
+    """Delete recorded base chains that hold no rule, then recorded tables without chains.
+
+    Returns (entries still to watch, what was deleted).
+    """
+    keep: list[list[t.Any]] = []
+    done: list[str] = []
+    for nfam, table, chain in sorted(created, key=lambda e: (e[2] is None, e[0], e[1], e[2] or '')):
+        info = nft_table(run, nft, nfam, table)
+        if info is None:
+            continue
+        if chain is not None:
+            if chain not in info['chains']:
+                continue
+            if any(r.get('chain') == chain for r in info['rules']):
+                keep.append([nfam, table, chain])
+                continue
+            rc, _out, err = run([nft, 'delete', 'chain', nfam, table, chain], None)
+            if rc == 0:
+                done.append('%s %s %s' % (nfam, table, chain))
+            else:
+                keep.append([nfam, table, chain])
+        else:
+            if info['chains']:
+                keep.append([nfam, table, None])
+                continue
+            rc, _out, err = run([nft, 'delete', 'table', nfam, table], None)
+            if rc == 0:
+                done.append('%s %s' % (nfam, table))
+            else:
+                keep.append([nfam, table, None])
+    return keep, done

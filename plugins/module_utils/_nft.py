@@ -1,0 +1,573 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, netfence.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""nftables tables of our own: ``inet netfence`` (nftables backend) and ``bridge netfence``.
+
+``table inet netfence`` carries the blackout when the engine uses Docker's nftables firewall
+backend (no DOCKER-USER), or by choice (``backend: nftables``): base chains ``forward``,
+``output`` and ``input`` hooked at priority ``filter - 10``, before Docker's chains and
+iptables-nft's (a reject in any base chain is final; an ``accept`` only ends our own chain).
+
+``table bridge netfence`` cuts same-network container-to-container traffic on hosts where
+bridged frames do not traverse iptables (``net.bridge.bridge-nf-call-iptables=0`` or
+br_netfilter not loaded): a ``forward`` base chain filtering on the service's addresses. It
+uses ``ct direction original`` and ``reject`` when the kernel offers them in the bridge family
+(nf_conntrack_bridge, nft_reject_bridge), else drops every bridged packet to the address.
+
+Rules carry the netfence tag as their nft ``comment`` (same text as the iptables comment, see
+docs/design.md; ``h`` hashes ``family|table|chain|rule text|bo|id``). Every change is one
+``nft -f`` transaction; a table left without rules is deleted in that same transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import typing as t
+from dataclasses import dataclass
+
+from ansible_collections.netfence.docker.plugins.module_utils._docker_api import Container
+from ansible_collections.netfence.docker.plugins.module_utils._planner import (
+    FAMILIES,
+    LOOPBACK,
+    Options,
+    PlanError,
+    Tag,
+    _LOOPBACK_BINDS,
+    container_addresses,
+    parse_tag,
+    utc,
+    validate_blackout_name,
+)
+
+TABLE = 'netfence'
+NFT_MAX_COMMENT = 127  # nft rejects comments of 128 bytes and more
+PRIORITY = 'filter - 10'
+INET_CHAINS = {'forward': 'forward', 'output': 'output', 'input': 'input'}
+TIME_FORMAT = '%Y-%m-%d %H:%M:%S'
+Runner = t.Callable[[t.List[str], t.Optional[str]], t.Tuple[int, str, str]]
+
+
+class NftError(Exception):
+    """nft could not be read, understood or changed."""
+
+
+@dataclass(frozen=True)
+class BridgeCaps:
+    """What the kernel offers in the bridge family."""
+
+    ct: bool = False
+    reject: bool = False
+
+    @property
+    def mode(self) -> str:
+        return 'stateful' if self.ct else 'stateless-drop'
+
+
+@dataclass(frozen=True)
+class NftRule:
+    """One planned nft rule of our tables."""
+
+    nfamily: str   # 'inet' or 'bridge'
+    chain: str
+    body: str      # rule text without the comment
+    tag: Tag
+    path: str
+    address: str   # single address CIDR (for grouping and reports)
+
+    @property
+    def table(self) -> str:
+        return TABLE
+
+    @property
+    def family(self) -> str:
+        """The identity family: 'inet' / 'bridge' (never collides with ipv4/ipv6)."""
+        return self.nfamily
+
+    @property
+    def addr_family(self) -> str:
+        return 'ipv6' if ':' in self.address else 'ipv4'
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.nfamily, TABLE, self.chain, self.tag.render())
+
+    @property
+    def text(self) -> str:
+        return '%s comment "%s"' % (self.body, self.tag.render())
+
+    @property
+    def line(self) -> str:
+        return 'nft %s %s %s: %s' % (self.nfamily, TABLE, self.chain, self.text)
+
+
+@dataclass(frozen=True)
+class ExistingNftRule:
+    """A rule found in one of our tables (``nft -j list table``)."""
+
+    nfamily: str
+    chain: str
+    handle: int
+    tag: Tag | None
+    comment: str | None
+    address: str | None
+    datestop: dt.datetime | None
+    text: str
+
+    @property
+    def table(self) -> str:
+        return TABLE
+
+    @property
+    def family(self) -> str:
+        return self.nfamily
+
+    @property
+    def addr_family(self) -> str:
+        return 'ipv6' if self.address and ':' in self.address else 'ipv4'
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.nfamily, TABLE, self.chain, self.tag.render() if self.tag else '#%d' % self.handle)
+
+    @property
+    def line(self) -> str:
+        return 'nft %s %s %s: %s' % (self.nfamily, TABLE, self.chain, self.text)
+
+    @property
+    def path(self) -> str | None:
+        return self.tag.path if self.tag else None
+
+    @property
+    def spec(self) -> str:
+        return self.text
+
+    def expired(self, now: dt.datetime) -> bool:
+        return self.datestop is not None and self.datestop <= utc(now)
+
+
+# ---------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------
+
+def _ip(addr: str) -> str:
+    return 'ip6' if ':' in addr else 'ip'
+
+
+def _bare(cidr: str) -> str:
+    return cidr.split('/')[0] if cidr.endswith(('/32', '/128')) else cidr
+
+
+class _NftPlanner:
+    def __init__(self, name: str, options: Options, since: dt.datetime) -> None:
+        self.name = validate_blackout_name(name)
+        self.options = options
+        self.since = utc(since)
+        self.rules: list[NftRule] = []
+        self.seen: set[tuple[str, str, str, str]] = set()
+
+    def time(self) -> list[str]:
+        if self.options.expires is None:
+            return []
+        return ['meta time < "%s"' % utc(self.options.expires).strftime(TIME_FORMAT)]
+
+    def add(self, nfamily: str, chain: str, path: str, container: Container, address: str, body: str) -> None:
+        cid = container.short_id
+        digest = hashlib.sha1('|'.join((nfamily, TABLE, chain, body, self.name, cid)).encode('utf-8')).hexdigest()[:8]
+        tag = Tag(bo=self.name, ct=container.name, cid=cid, since=self.since, path=path, h=digest)
+        overflow = len('netfence bo=%s ct=%s id=%s since=%s p=%s h=%s' % (
+            tag.bo, tag.ct, tag.cid, 'x' * 16, tag.path, tag.h)) - NFT_MAX_COMMENT
+        if overflow > 0:
+            if overflow >= len(tag.ct):
+                raise PlanError('blackout name %r is too long for an nft rule comment (128 characters)' % self.name)
+            tag = Tag(bo=tag.bo, ct=tag.ct[:len(tag.ct) - overflow], cid=cid, since=tag.since, path=path, h=digest)
+        if ' %s %s' % (_ip(address) + (' saddr' if path in ('outbound', 'reply') else ' daddr'),
+                       _bare(address)) not in ' ' + body:
+            raise PlanError('internal error: nft rule without a single-address match: %s' % body)
+        rule = NftRule(nfamily=nfamily, chain=chain, body=body, tag=tag, path=path, address=address)
+        if rule.identity not in self.seen:
+            self.seen.add(rule.identity)
+            self.rules.append(rule)
+
+    def verdicts(self, proto: str | None, bridge_reject: bool = True) -> str:
+        rw = self.options.reject_with
+        if rw == 'drop' or not bridge_reject:
+            return 'drop'
+        if rw == 'reset' and proto == 'tcp':
+            return 'reject with tcp reset'
+        return 'reject with icmpx port-unreachable'
+
+    def rejects(self, nfamily: str, chain: str, path: str, container: Container, address: str,
+                match: list[str], port_kw: str | None, bridge_reject: bool = True) -> None:
+        """Per port, or tcp reset + the rest, or one rule: like the iptables planner."""
+        tail = self.time()
+        if self.options.ports and port_kw:
+            for port, proto in self.options.ports:
+                self.add(nfamily, chain, path, container, address,
+                         ' '.join(match + ['%s %s %d' % (proto, port_kw, port)] + tail +
+                                  [self.verdicts(proto, bridge_reject)]))
+        elif self.options.reject_with == 'reset' and bridge_reject:
+            self.add(nfamily, chain, path, container, address,
+                     ' '.join(match + ['meta l4proto tcp'] + tail + [self.verdicts('tcp')]))
+            self.add(nfamily, chain, path, container, address,
+                     ' '.join(match + ['meta l4proto != tcp'] + tail + [self.verdicts(None)]))
+        else:
+            self.add(nfamily, chain, path, container, address,
+                     ' '.join(match + tail + [self.verdicts(None, bridge_reject)]))
+
+    def inet_address(self, container: Container, addr: str) -> None:
+        ip, a = _ip(addr), _bare(addr)
+        opts = self.options
+        fam = 'ipv6' if ip == 'ip6' else 'ipv4'
+        cidrs = [_bare(c) for c in opts.cidrs(fam)]
+        orig = ['ct direction original']
+        allow = ['%s saddr %s %s daddr %s ct direction original' % (ip, c, ip, a) for c in cidrs]
+        reply_allow = ['%s saddr %s %s daddr %s ct direction reply' % (ip, a, ip, c) for c in cidrs]
+        resets = opts.direction != 'both' and opts.reject_with == 'reset'
+        for chain, path in (('forward', 'forward'), ('output', 'host')):
+            for text in allow:
+                self.add('inet', chain, path, container, addr, ' '.join([text] + self.time() + ['accept']))
+            if resets and chain == 'forward':
+                self.reply_resets(chain, container, addr, reply_allow)
+            self.rejects('inet', chain, path, container, addr, ['%s daddr %s' % (ip, a)] + orig, 'dport')
+        if resets:
+            self.reply_resets('input', container, addr, reply_allow)
+        if opts.direction != 'both':
+            return
+        out_allow = ['%s saddr %s %s daddr %s' % (ip, a, ip, c) for c in cidrs]
+        for chain in ('forward', 'input'):
+            for text in out_allow:
+                self.add('inet', chain, 'outbound', container, addr, ' '.join([text] + self.time() + ['accept']))
+            self.rejects('inet', chain, 'outbound', container, addr, ['%s saddr %s' % (ip, a)] + orig, None)
+            self.rejects('inet', chain, 'reply', container, addr,
+                         ['%s saddr %s' % (ip, a), 'ct direction reply'], 'sport')
+
+    def reply_resets(self, chain: str, container: Container, addr: str, allow: list[str]) -> None:
+        ip, a = _ip(addr), _bare(addr)
+        tcp_ports = [p for p, proto in self.options.ports if proto == 'tcp']
+        if self.options.ports and not tcp_ports:
+            return
+        for text in allow:
+            self.add('inet', chain, 'reply', container, addr, ' '.join([text] + self.time() + ['accept']))
+        for port in tcp_ports or [None]:
+            match = ['%s saddr %s' % (ip, a), 'ct direction reply']
+            match.append('tcp sport %d' % port if port else 'meta l4proto tcp')
+            self.add('inet', chain, 'reply', container, addr,
+                     ' '.join(match + self.time() + ['reject with tcp reset']))
+
+    def loopback(self, family: str, containers: list[Container]) -> None:
+        addr = LOOPBACK[family]
+        ip, a = _ip(addr), _bare(addr)
+        cidrs = [_bare(c) for c in self.options.cidrs(family)]
+        done: set[int] = set()
+        for container in containers:
+            for port in sorted(container.ports, key=lambda p: (p.host_port, p.container_port, p.host_ip)):
+                if port.proto != 'tcp' or port.host_ip not in _LOOPBACK_BINDS[family] or port.host_port in done:
+                    continue
+                if self.options.ports and (port.container_port, 'tcp') not in self.options.ports:
+                    continue
+                done.add(port.host_port)
+                for c in cidrs:
+                    self.add('inet', 'output', 'loopback', container, addr,
+                             ' '.join(['%s saddr %s %s daddr %s tcp dport %d ct direction original'
+                                       % (ip, c, ip, a, port.host_port)] + self.time() + ['accept']))
+                self.add('inet', 'output', 'loopback', container, addr,
+                         ' '.join(['%s daddr %s tcp dport %d ct direction original' % (ip, a, port.host_port)]
+                                  + self.time() + ['reject with tcp reset']))
+
+    def bridge_address(self, container: Container, addr: str, caps: BridgeCaps) -> None:
+        ip, a = _ip(addr), _bare(addr)
+        fam = 'ipv6' if ip == 'ip6' else 'ipv4'
+        ct = ['ct direction original'] if caps.ct else []
+        for c in self.options.cidrs(fam):
+            self.add('bridge', 'forward', 'forward', container, addr,
+                     ' '.join(['%s saddr %s %s daddr %s' % (ip, _bare(c), ip, a)] + ct + self.time() + ['accept']))
+        self.rejects('bridge', 'forward', 'forward', container, addr, ['%s daddr %s' % (ip, a)] + ct,
+                     'dport' if caps.ct else None, bridge_reject=caps.reject)
+
+
+def _ordered(containers: t.Iterable[Container]) -> list[Container]:
+    unique = {c.id: c for c in containers}
+    return sorted(unique.values(), key=lambda c: (c.name, c.id))
+
+
+def plan_inet(name: str, containers: t.Iterable[Container], options: Options, since: dt.datetime,
+              families: t.Sequence[str] = FAMILIES) -> tuple[NftRule, ...]:
+    """The ``table inet netfence`` rules of a blackout (the nftables backend)."""
+    planner = _NftPlanner(name, options, since)
+    ordered = _ordered(containers)
+    for family in FAMILIES:
+        if family not in families:
+            continue
+        for container in ordered:
+            for addr in container_addresses(container, family):
+                planner.inet_address(container, addr)
+        if options.loopback:
+            planner.loopback(family, ordered)
+    return tuple(planner.rules)
+
+
+def plan_bridge(name: str, containers: t.Iterable[Container], options: Options, since: dt.datetime,
+                families: t.Sequence[str], caps: BridgeCaps) -> tuple[NftRule, ...]:
+    """The ``table bridge netfence`` rules: bridged peers to the service's addresses."""
+    planner = _NftPlanner(name, options, since)
+    for family in FAMILIES:
+        if family not in families:
+            continue
+        for container in _ordered(containers):
+            for addr in container_addresses(container, family):
+                planner.bridge_address(container, addr, caps)
+    return tuple(planner.rules)
+
+
+# ---------------------------------------------------------------------------
+# Reading back (nft -j list table)
+# ---------------------------------------------------------------------------
+
+def _render_value(value: t.Any) -> str:
+    if isinstance(value, dict):
+        if 'prefix' in value:
+            return '%s/%s' % (value['prefix'].get('addr'), value['prefix'].get('len'))
+        if 'set' in value:
+            return '{ %s }' % ', '.join(_render_value(v) for v in value['set'])
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _render_left(left: t.Any) -> str:
+    if isinstance(left, dict):
+        if 'payload' in left:
+            return '%s %s' % (left['payload'].get('protocol'), left['payload'].get('field'))
+        if 'meta' in left:
+            return 'meta %s' % left['meta'].get('key')
+        if 'ct' in left:
+            return 'ct %s' % left['ct'].get('key')
+    return json.dumps(left, sort_keys=True)
+
+
+def render_expr(expr: list[dict[str, t.Any]]) -> str:
+    """Approximate nft text of a rule's JSON expressions (for reports; identity is the comment)."""
+    out = []
+    for item in expr or []:
+        if 'match' in item:
+            m = item['match']
+            op = m.get('op', '==')
+            out.append('%s %s%s' % (_render_left(m.get('left')), '' if op in ('==', 'in') else op + ' ',
+                                    _render_value(m.get('right'))))
+        elif 'reject' in item:
+            rej = item['reject'] or {}
+            kind = rej.get('type')
+            out.append('reject' + (' with %s' % kind if kind == 'tcp reset' else
+                                   ' with %s %s' % (kind, rej.get('expr')) if kind else ''))
+        elif len(item) == 1:
+            key = next(iter(item))
+            out.append(key if item[key] is None else '%s %s' % (key, json.dumps(item[key], sort_keys=True)))
+    return ' '.join(out)
+
+
+def _rule_address(expr: list[dict[str, t.Any]], path: str | None) -> str | None:
+    field = 'saddr' if path in ('outbound', 'reply') else 'daddr'
+    for item in expr or []:
+        m = item.get('match') if isinstance(item, dict) else None
+        if not m or m.get('op', '==') != '==':
+            continue
+        left = m.get('left') or {}
+        payload = left.get('payload') if isinstance(left, dict) else None
+        if payload and payload.get('field') == field and payload.get('protocol') in ('ip', 'ip6') \
+                and isinstance(m.get('right'), str):
+            return m['right'] + ('/128' if payload['protocol'] == 'ip6' else '/32')
+    return None
+
+
+def _rule_datestop(expr: list[dict[str, t.Any]]) -> dt.datetime | None:
+    for item in expr or []:
+        m = item.get('match') if isinstance(item, dict) else None
+        if m and m.get('op') == '<' and (m.get('left') or {}).get('meta', {}).get('key') == 'time':
+            right = m.get('right')
+            try:
+                if isinstance(right, (int, float)):  # nanoseconds since the epoch
+                    return dt.datetime.fromtimestamp(right / 1e9, dt.timezone.utc).replace(microsecond=0)
+                return dt.datetime.strptime(str(right), TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+            except (ValueError, OverflowError, OSError):
+                return None
+    return None
+
+
+def parse_table(text: str, nfamily: str) -> tuple[list[ExistingNftRule], list[str]]:
+    """(rules, chain names) of ``nft -j list table <nfamily> netfence`` output ('' = no table)."""
+    if not text.strip():
+        return [], []
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise NftError('cannot parse nft -j output: %s' % exc) from None
+    rules: list[ExistingNftRule] = []
+    chains: list[str] = []
+    for obj in data.get('nftables', []) if isinstance(data, dict) else []:
+        if 'chain' in obj:
+            chains.append(obj['chain'].get('name'))
+        rule = obj.get('rule')
+        if not rule or rule.get('table') != TABLE or rule.get('family') != nfamily:
+            continue
+        comment = rule.get('comment')
+        tag = parse_tag(comment) if comment else None
+        expr = rule.get('expr') or []
+        rules.append(ExistingNftRule(
+            nfamily=nfamily, chain=rule.get('chain'), handle=int(rule.get('handle', 0)), tag=tag, comment=comment,
+            address=_rule_address(expr, tag.path if tag else None), datestop=_rule_datestop(expr),
+            text=render_expr(expr) + (' comment "%s"' % comment if comment else '')))
+    return rules, chains
+
+
+# ---------------------------------------------------------------------------
+# Diff and transaction
+# ---------------------------------------------------------------------------
+
+def diff(existing: t.Sequence[ExistingNftRule], desired: t.Sequence[NftRule], name: str,
+         now: dt.datetime) -> tuple[list[NftRule], list[ExistingNftRule]]:
+    """(to_add, to_remove) by identity, per chain all-or-nothing for blackout ``name``.
+
+    Removes rules of ``name`` not desired, expired netfence rules of any blackout and duplicates.
+    When a chain's rules of ``name`` change at all, its kept rules of ``name`` are re-added too so
+    the chain holds them in planned order (additions are appended).
+    """
+    now = utc(now)
+    wanted = {r.identity for r in desired}
+    to_remove: list[ExistingNftRule] = []
+    kept: dict[tuple[str, str, str, str], ExistingNftRule] = {}
+    for rule in existing:
+        if rule.tag is None:
+            continue
+        if (rule.tag.bo == name and rule.identity not in wanted) or rule.expired(now) or rule.identity in kept:
+            to_remove.append(rule)
+        else:
+            kept[rule.identity] = rule
+    live = [r for r in desired if not _expired(r, now)]
+    to_add = [r for r in live if r.identity not in kept]
+    for key in sorted({(r.nfamily, r.chain) for r in to_add}):
+        planned = [r for r in live if (r.nfamily, r.chain) == key]
+        mine = [r for r in existing if r.tag is not None and r.tag.bo == name
+                and (r.nfamily, r.chain) == key and r not in to_remove]
+        adding = [r.identity for r in to_add if (r.nfamily, r.chain) == key]
+        if [r.identity for r in mine] + adding != [r.identity for r in planned]:
+            to_remove.extend(mine)  # appending would break the planned order: re-add them all
+            to_add = [r for r in to_add if (r.nfamily, r.chain) != key] + planned
+    order = {r.identity: i for i, r in enumerate(desired)}
+    to_add.sort(key=lambda r: order[r.identity])
+    return to_add, to_remove
+
+
+def _expired(rule: NftRule, now: dt.datetime) -> bool:
+    marker = 'meta time < "'
+    if marker not in rule.body:
+        return False
+    stop = dt.datetime.strptime(rule.body.split(marker, 1)[1][:19], TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+    return stop <= now
+
+
+def chain_definitions(nfamily: str) -> list[str]:
+    if nfamily == 'bridge':
+        return ['add chain bridge %s forward { type filter hook forward priority %s; policy accept; }'
+                % (TABLE, PRIORITY)]
+    return ['add chain inet %s %s { type filter hook %s priority %s; policy accept; }' % (TABLE, chain, hook, PRIORITY)
+            for chain, hook in sorted(INET_CHAINS.items())]
+
+
+def payload(nfamily: str, existing: t.Sequence[ExistingNftRule], to_add: t.Sequence[NftRule],
+            to_remove: t.Sequence[ExistingNftRule]) -> str:
+    """``nft -f`` input for one of our tables; '' when nothing changes.
+
+    The table goes away in the same transaction when no rule would be left in it.
+    """
+    adds = [r for r in to_add if r.nfamily == nfamily]
+    removes = [r for r in to_remove if r.nfamily == nfamily]
+    if not adds and not removes:
+        return ''
+    removed = {r.handle for r in removes}
+    remaining = [r for r in existing if r.nfamily == nfamily and r.handle not in removed]
+    if not adds and not remaining:
+        return 'delete table %s %s\n' % (nfamily, TABLE)
+    lines = ['add table %s %s' % (nfamily, TABLE)] + chain_definitions(nfamily)
+    lines += ['delete rule %s %s %s handle %d' % (nfamily, TABLE, r.chain, r.handle) for r in removes]
+    lines += ['add rule %s %s %s %s' % (nfamily, TABLE, r.chain, r.text) for r in adds]
+    return '\n'.join(lines) + '\n'
+
+
+class Nft:
+    """Reads and changes our nft tables through an injected ``run`` (as the iptables Firewall)."""
+
+    def __init__(self, run: Runner, nft: str | None) -> None:
+        self.run = run
+        self.nft = nft
+
+    @property
+    def available(self) -> bool:
+        return bool(self.nft)
+
+    def _require(self) -> str:
+        if not self.nft:
+            raise NftError('nft was not found on the target: install the nftables package')
+        return self.nft
+
+    def list_table(self, nfamily: str) -> tuple[list[ExistingNftRule], list[str]]:
+        """Our table's rules and chains; ([], []) when it does not exist."""
+        if not self.nft:
+            return [], []
+        rc, out, err = self.run([self.nft, '-j', 'list', 'table', nfamily, TABLE], None)
+        if rc != 0:
+            if rc in (126, 127) or 'No such file or directory' in err or 'does not exist' in err:
+                return [], []  # no such table (or nft cannot run: then there is none of ours either)
+            raise NftError('nft list table %s %s failed (rc=%s): %s' % (nfamily, TABLE, rc, err.strip()))
+        return parse_table(out, nfamily)
+
+    def apply(self, text: str) -> None:
+        """One ``nft -f -`` transaction."""
+        if not text:
+            return
+        rc, out, err = self.run([self._require(), '-f', '-'], text)
+        if rc != 0:
+            raise NftError('nft -f failed (rc=%s): %s\n%s' % (rc, err.strip() or out.strip(), text))
+
+    def check(self, text: str) -> bool:
+        """True if the kernel accepts ``text`` (``nft -c``: nothing is applied)."""
+        if not self.nft:
+            return False
+        rc, _out, _err = self.run([self.nft, '-c', '-f', '-'], text)
+        return rc == 0
+
+    def bridge_caps(self) -> BridgeCaps:
+        """Probe (nft -c) whether the bridge family has conntrack and reject on this kernel."""
+        def probe(rule: str) -> bool:
+            return self.check('table bridge netfence_probe {\n chain forward {\n'
+                              '  type filter hook forward priority %s; policy accept;\n  %s\n }\n}\n'
+                              % (PRIORITY, rule))
+        return BridgeCaps(ct=probe('ip daddr 127.0.0.2 ct direction original drop'),
+                          reject=probe('ip daddr 127.0.0.2 meta l4proto tcp reject with tcp reset'))
+
+
+def describe(rules: t.Iterable[NftRule], containers: t.Iterable[Container] = ()) -> list[dict[str, t.Any]]:
+    """Per container: addresses, paths and loopback ports covered (like _planner.describe)."""
+    names = {c.short_id: c.name for c in containers}
+    result: dict[str, dict[str, t.Any]] = {}
+    for rule in rules:
+        if rule.nfamily != 'inet':
+            continue
+        entry = result.setdefault(rule.tag.cid, {
+            'name': names.get(rule.tag.cid, rule.tag.ct), 'id': rule.tag.cid,
+            'addresses': [], 'paths': [], 'loopback_ports': [], 'rules': 0})
+        entry['rules'] += 1
+        if rule.path not in entry['paths']:
+            entry['paths'].append(rule.path)
+        if rule.path == 'loopback':
+            port = int(rule.body.split('tcp dport ', 1)[1].split(' ', 1)[0])
+            if port not in entry['loopback_ports']:
+                entry['loopback_ports'].append(port)
+        elif rule.address.split('/')[0] not in entry['addresses']:
+            entry['addresses'].append(rule.address.split('/')[0])
+    for entry in result.values():
+        entry['paths'] = [p for p in ('forward', 'host', 'loopback', 'outbound', 'reply') if p in entry['paths']]
+        entry['loopback_ports'].sort()
+    return sorted(result.values(), key=lambda e: (e['name'], e['id']))

@@ -1,0 +1,198 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, netfence.docker contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Backend choice from recorded /info payloads, nft planning/diff/payload, state record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import pytest
+
+from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg, _nft
+from ansible_collections.netfence.docker.plugins.module_utils._docker_api import (
+    Container,
+    Network,
+    PublishedPort,
+    firewall_backend,
+)
+from ansible_collections.netfence.docker.plugins.module_utils._planner import Options, parse_tag
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
+SINCE = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 27, 12, 30, 0, tzinfo=dt.timezone.utc)
+WEB = Container(id='0123456789ab' + 'cd' * 26, name='web-1', state='running', labels={}, network_mode='app',
+                networks=(Network('app', '172.18.0.2', 'fd00::2'),),
+                ports=(PublishedPort(80, 'tcp', '0.0.0.0', 8080), PublishedPort(80, 'tcp', '::', 8080)))
+
+
+def info(name):
+    with open(os.path.join(FIXTURES, name), encoding='utf-8') as handle:
+        return json.load(handle)
+
+
+@pytest.mark.parametrize('fixture, engine, option, chosen', [
+    ('info_docker_20.10.json', 'iptables', 'auto', 'iptables'),
+    ('info_docker_28_iptables.json', 'iptables', 'auto', 'iptables'),
+    ('info_docker_28_firewalld.json', 'iptables', 'auto', 'iptables'),
+    ('info_docker_29_nftables.json', 'nftables', 'auto', 'nftables'),
+    ('info_docker_29_nftables.json', 'nftables', 'iptables', 'iptables'),
+    ('info_docker_20.10.json', 'iptables', 'nftables', 'nftables'),
+])
+def test_backend_from_recorded_info(fixture, engine, option, chosen):
+    reported = firewall_backend(info(fixture))
+    assert reported == engine
+    backend, why = _hostcfg.choose_backend(option, reported)
+    assert backend == chosen
+    assert ('option' in why) == (option != 'auto')
+
+
+def test_backend_engine_unreachable_is_iptables():
+    assert _hostcfg.choose_backend('auto', None)[0] == 'iptables'
+
+
+@pytest.mark.parametrize('values, families', [
+    ({'ipv4': '1', 'ipv6': '1'}, []),
+    ({'ipv4': '0', 'ipv6': '1'}, ['ipv4']),
+    ({'ipv4': '0', 'ipv6': '0'}, ['ipv4', 'ipv6']),
+    ({'ipv4': None, 'ipv6': None}, ['ipv4', 'ipv6']),  # br_netfilter not loaded: bridged frames bypass too
+])
+def test_bridge_families(values, families):
+    assert _hostcfg.bridge_families(values) == families
+
+
+def test_inet_plan_paths_tags_and_single_address():
+    rules = _nft.plan_inet('web', [WEB], Options.build(), SINCE)
+    assert rules == _nft.plan_inet('web', [WEB], Options.build(), SINCE)
+    texts = [(r.chain, r.path, r.body) for r in rules]
+    assert ('forward', 'forward', 'ip daddr 172.18.0.2 ct direction original meta l4proto tcp reject with tcp reset') in texts
+    assert ('forward', 'reply', 'ip saddr 172.18.0.2 ct direction reply meta l4proto tcp reject with tcp reset') in texts
+    assert ('input', 'reply', 'ip6 saddr fd00::2 ct direction reply meta l4proto tcp reject with tcp reset') in texts
+    assert ('output', 'host', 'ip6 daddr fd00::2 ct direction original meta l4proto != tcp '
+            'reject with icmpx port-unreachable') in texts
+    assert ('output', 'loopback', 'ip daddr 127.0.0.1 tcp dport 8080 ct direction original reject with tcp reset') in texts
+    for rule in rules:
+        assert parse_tag(rule.tag.render()) == rule.tag and len(rule.tag.render()) <= _nft.NFT_MAX_COMMENT
+        assert rule.text.endswith('comment "%s"' % rule.tag.render())
+
+
+def test_inet_plan_options():
+    opts = Options.build(reject_with='drop', ports=['80/tcp'], allow_from=['10.0.0.0/8'],
+                         expires=dt.datetime(2026, 11, 27, 18, 0, tzinfo=dt.timezone.utc))
+    bodies = [r.body for r in _nft.plan_inet('web', [WEB], opts, SINCE, families=('ipv4',))]
+    assert bodies[0] == ('ip saddr 10.0.0.0/8 ip daddr 172.18.0.2 ct direction original '
+                         'meta time < "2026-11-27 18:00:00" accept')
+    assert 'ip daddr 172.18.0.2 ct direction original tcp dport 80 meta time < "2026-11-27 18:00:00" drop' in bodies
+    assert not any('reply' in b for b in bodies)  # resets of the service's side only with reject_with=reset
+
+
+def test_bridge_plan_follows_kernel_caps():
+    stateless = _nft.plan_bridge('web', [WEB], Options.build(), SINCE, ['ipv4'], _nft.BridgeCaps())
+    assert [r.body for r in stateless] == ['ip daddr 172.18.0.2 drop']
+    full = _nft.plan_bridge('web', [WEB], Options.build(), SINCE, ['ipv4', 'ipv6'], _nft.BridgeCaps(True, True))
+    assert [r.body for r in full] == [
+        'ip daddr 172.18.0.2 ct direction original meta l4proto tcp reject with tcp reset',
+        'ip daddr 172.18.0.2 ct direction original meta l4proto != tcp reject with icmpx port-unreachable',
+        'ip6 daddr fd00::2 ct direction original meta l4proto tcp reject with tcp reset',
+        'ip6 daddr fd00::2 ct direction original meta l4proto != tcp reject with icmpx port-unreachable']
+    assert {r.nfamily for r in full} == {'bridge'} and {r.chain for r in full} == {'forward'}
+
+
+def listing(rules, family='inet', extra=()):
+    """nft -j list table output holding ``rules`` (planned rules), handles from 10."""
+    objs = [{'table': {'family': family, 'name': 'netfence'}}]
+    objs += [{'chain': {'family': family, 'table': 'netfence', 'name': c}} for c in ('forward', 'input', 'output')]
+    for i, rule in enumerate(list(rules) + list(extra)):
+        expr = [{'match': {'op': '==', 'left': {'payload': {'protocol': 'ip6' if ':' in rule.address else 'ip',
+                                                            'field': 'saddr' if rule.path in ('reply', 'outbound')
+                                                            else 'daddr'}},
+                           'right': rule.address.split('/')[0]}}, {'drop': None}]
+        objs.append({'rule': {'family': family, 'table': 'netfence', 'chain': rule.chain, 'handle': 10 + i,
+                              'comment': rule.tag.render(), 'expr': expr}})
+    return json.dumps({'nftables': [{'metainfo': {'json_schema_version': 1}}] + objs})
+
+
+def test_parse_table_round_trip_and_idempotent_diff():
+    rules = _nft.plan_inet('web', [WEB], Options.build(), SINCE)
+    existing, chains = _nft.parse_table(listing(rules), 'inet')
+    assert chains == ['forward', 'input', 'output']
+    assert [e.identity for e in existing] == [r.identity for r in rules]
+    assert all(e.address == r.address for e, r in zip(existing, rules))
+    assert _nft.diff(existing, rules, 'web', NOW) == ([], [])
+    assert _nft.parse_table('', 'inet') == ([], [])
+
+
+def test_diff_absent_deletes_the_table_in_one_transaction():
+    rules = _nft.plan_inet('web', [WEB], Options.build(), SINCE)
+    existing, _chains = _nft.parse_table(listing(rules), 'inet')
+    to_add, to_remove = _nft.diff(existing, (), 'web', NOW)
+    assert to_add == [] and len(to_remove) == len(rules)
+    assert _nft.payload('inet', existing, to_add, to_remove) == 'delete table inet netfence\n'
+    assert _nft.payload('bridge', existing, to_add, to_remove) == ''
+
+
+def test_diff_other_blackout_kept_and_lost_rule_readded_in_order():
+    web = _nft.plan_inet('web', [WEB], Options.build(), SINCE, families=('ipv4',))
+    other = _nft.plan_inet('other', [WEB], Options.build(reject_with='drop'), SINCE, families=('ipv4',))
+    existing, _c = _nft.parse_table(listing(web[1:], extra=other), 'inet')  # web's first rule was lost
+    to_add, to_remove = _nft.diff(existing, web, 'web', NOW)
+    lost_chain = web[0].chain
+    assert to_add[0].identity == web[0].identity
+    assert {r.chain for r in to_add} == {lost_chain}  # that chain is rewritten in planned order
+    assert all(r.tag.bo == 'web' for r in to_remove)
+    text = _nft.payload('inet', existing, to_add, to_remove)
+    assert text.startswith('add table inet netfence\n')
+    assert 'add chain inet netfence forward { type filter hook forward priority filter - 10; policy accept; }' in text
+    assert 'delete table' not in text
+
+
+def test_state_record_is_keyed_per_engine_and_atomic(tmp_path):
+    path = str(tmp_path / 'lib' / 'blackouts.json')
+    with _hostcfg.StateRecord('root:/var/lib/docker', path) as record:
+        sec = record.section()
+        sec['blackouts']['web'] = _hostcfg.record_entry(
+            _nft.plan_inet('web', [WEB], Options.build(), SINCE), '2026-11-27T12:00:00Z', None, 'nftables')
+        record.save()
+    with _hostcfg.StateRecord('root:/srv/docker', path) as record:
+        assert record.section()['blackouts'] == {}  # another engine on the same machine
+    with _hostcfg.StateRecord('root:/var/lib/docker', path) as record:
+        entry = record.section()['blackouts']['web']
+    assert entry['backend'] == 'nftables' and len(entry['rules']) == 14
+    assert [f for f in os.listdir(str(tmp_path / 'lib')) if f.endswith('.tmp')] == []
+    ids = [(r['family'], r['table'], r['chain'], r['tag']) for r in entry['rules']]
+    assert _hostcfg.missing_rules(entry, ids) == []
+    assert len(_hostcfg.missing_rules(entry, ids[1:])) == 1
+    assert len(_hostcfg.missing_rules(entry, [])) == 14  # a full flush leaves no tag to read
+
+
+def test_cleanup_created_deletes_only_empty_recorded_chains():
+    tables = {('ip', 'filter'): {'OUTPUT': [], 'DOCKER-USER': [{'chain': 'DOCKER-USER'}]},
+              ('ip6', 'filter'): {'OUTPUT': []}}
+    calls = []
+
+    def run(argv, data):
+        calls.append(argv[1:])
+        if argv[1:3] == ['-j', 'list']:
+            chains = tables.get((argv[4], argv[5]))
+            if chains is None:
+                return 1, '', 'Error: No such file or directory'
+            objs = [{'chain': {'name': c}} for c in chains] + [
+                {'rule': r} for rules in chains.values() for r in rules]
+            return 0, json.dumps({'nftables': objs}), ''
+        if argv[1:3] == ['delete', 'chain']:
+            del tables[(argv[3], argv[4])][argv[5]]
+            return 0, '', ''
+        if argv[1:3] == ['delete', 'table']:
+            del tables[(argv[3], argv[4])]
+            return 0, '', ''
+        return 1, '', 'unexpected'
+
+    keep, done = _hostcfg.cleanup_created(run, 'nft', [['ip6', 'filter', None], ['ip6', 'filter', 'OUTPUT'],
+                                                        ['ip', 'filter', 'OUTPUT'], ['ip', 'filter', 'DOCKER-USER']])
+    assert done == ['ip filter OUTPUT', 'ip6 filter OUTPUT', 'ip6 filter']
+    assert keep == [['ip', 'filter', 'DOCKER-USER']]  # still holds a rule: kept, watched
+    assert ('ip6', 'filter') not in tables and 'DOCKER-USER' in tables[('ip', 'filter')]
