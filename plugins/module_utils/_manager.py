@@ -191,6 +191,7 @@ class _HostManager:
         self.nft = Nft(self._run_utc, module.get_bin_path('nft', required=False, opt_dirs=['/usr/sbin', '/sbin']))
         self._containers: list[Container] | None = None
         self._info: dict[str, t.Any] | None = None
+        self._host_addresses: dict[str, list[str]] | None = None
 
     def _run_utc(self, argv: list[str], data: str | None) -> tuple[int, str, str]:
         """nft with TZ=UTC: ``meta time`` values are written and listed in UTC."""
@@ -227,7 +228,6 @@ class _HostManager:
             return firewall_backend(self.engine_info())
         except BlackoutError:
             return None
-        self._host_addresses: dict[str, list[str]] | None = None
 
     def _run(self, argv: list[str], data: str | None) -> tuple[int, str, str]:
         rc, out, err = self.module.run_command(argv, data=data, binary_data=True,
