@@ -1,0 +1,365 @@
+"""Shared fixtures of the integration tests: the lab, its inventory and running Ansible on it.
+
+Fixtures (all generic, use them from any test module here):
+
+- ``lab`` (session): ``netfence_lab.up()`` (idempotent; the lab the environment selects) →
+  list of ``netfence_lab.LabHost``. Skips the test when not run as root.
+- ``inventory`` (session): path of the lab's Ansible inventory.
+- ``hosts_by_series`` (session): ``{'20.10': ['h1', 'h3'], '28': ['h2']}`` from the inventory's
+  ``netfence_lab_docker_series``.
+- ``host_of_series`` (session): ``host_of_series('20.10')`` → first LabHost of that series (skips
+  when the lab has none).
+- ``collections_path`` (session): a temporary ``ansible_collections/netfence/docker`` symlink to
+  this checkout (the directory to put in ANSIBLE_COLLECTIONS_PATH).
+- ``ansible_env`` (session): the environment the helpers run ansible with.
+- ``run_module`` (session): ``run_module(host, module, check=False, diff=False, **args)`` runs
+  ``ansible -i INV HOST -m netfence.docker.MODULE -a '<json args>'`` and returns the host's
+  result (a dict, with ``.rc``, ``.stdout``, ``.stderr``, ``.elapsed``).
+- ``run_play`` (session): ``run_play(hosts, tasks)`` runs one play with ansible-playbook and
+  returns, per task, ``{'name', 'hosts': {host: result}}``.
+- ``firewall_snapshot`` (session): ``firewall_snapshot(host)`` → every table of iptables and
+  ip6tables (both the nft and the legacy variant) inside the host's namespace, counters and
+  comment lines stripped, rule order kept: compare two snapshots with ``==``.
+- ``netfence_rules`` (session): ``netfence_rules(host)`` → the netfence-tagged rules on the host
+  as ``(family, line)``.
+
+Also: when ``NETFENCE_ROOT_FW_BEFORE`` is not set (pytest run without make), the root namespace's
+firewall is snapshotted when this conftest is loaded (before any test runs), for tests/integration/test_zz_root_firewall.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_DIR = ROOT / 'tests' / 'lab'
+if str(LAB_DIR) not in sys.path:
+    sys.path.insert(0, str(LAB_DIR))
+
+import netfence_lab  # noqa: E402  pylint: disable=wrong-import-position
+
+NAMESPACE, COLLECTION = 'netfence', 'docker'
+_COUNTERS = re.compile(r'\[\d+:\d+\]')
+_SAVE_COMMANDS = (
+    ('ipv4', 'nft', 'iptables-nft-save'),
+    ('ipv6', 'nft', 'ip6tables-nft-save'),
+    ('ipv4', 'legacy', 'iptables-legacy-save'),
+    ('ipv6', 'legacy', 'ip6tables-legacy-save'),
+)
+
+
+def _tool(name: str) -> str:
+    """An Ansible CLI next to the running Python (the toolchain venv), else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name) or shutil.which(name, path='/opt/netfence/venv/bin')
+    if not found:
+        raise RuntimeError(f'{name} not found next to {sys.executable} nor on PATH')
+    return found
+
+
+# --------------------------------------------------------------------------- root firewall
+
+def _snapshot_root_firewall() -> None:
+    """Snapshot the root namespace's firewall before any test runs, unless make already did.
+
+    Runs when pytest loads this conftest (collection), i.e. before the first test.
+    """
+    if os.environ.get('NETFENCE_ROOT_FW_BEFORE') or os.geteuid() != 0:
+        return
+    rootfw = ROOT / 'tools' / 'rootfw.py'
+    if not rootfw.exists():
+        return
+    snap = os.path.join(tempfile.mkdtemp(prefix='netfence-rootfw-'), 'before')
+    res = subprocess.run([sys.executable, str(rootfw), 'snapshot', snap], capture_output=True,
+                         text=True, check=False, timeout=60)
+    if res.returncode == 0:
+        os.environ['NETFENCE_ROOT_FW_BEFORE'] = snap
+
+
+_snapshot_root_firewall()
+
+
+# --------------------------------------------------------------------------- the lab
+
+@pytest.fixture(scope='session')
+def lab():
+    """Bring the lab the environment selects up (a no-op when healthy); its hosts."""
+    if os.geteuid() != 0:
+        pytest.skip('the lab needs root')
+    return netfence_lab.up()
+
+
+@pytest.fixture(scope='session')
+def inventory(lab):  # pylint: disable=redefined-outer-name,unused-argument
+    """Path of the lab's Ansible inventory."""
+    return netfence_lab.inventory_path()
+
+
+def parse_inventory(path: str) -> dict[str, dict[str, str]]:
+    """{host: {var: value}} of the host lines of an INI inventory written by the lab."""
+    hosts: dict[str, dict[str, str]] = {}
+    section = None
+    for raw in Path(path).read_text(encoding='utf-8').splitlines():
+        line = raw.strip()
+        if not line or line.startswith(('#', ';')):
+            continue
+        if line.startswith('['):
+            section = line.strip('[]')
+            continue
+        if section is None or ':' in section:
+            continue
+        name, *pairs = line.split()
+        hosts[name] = dict(p.split('=', 1) for p in pairs if '=' in p)
+    return hosts
+
+
+@pytest.fixture(scope='session')
+def hosts_by_series(inventory):  # pylint: disable=redefined-outer-name
+    """{docker series: [host names in inventory order]}."""
+    out: dict[str, list[str]] = {}
+    for name, hostvars in parse_inventory(inventory).items():
+        out.setdefault(hostvars.get('netfence_lab_docker_series', ''), []).append(name)
+    return out
+
+
+@pytest.fixture(scope='session')
+def host_of_series(lab, hosts_by_series):  # pylint: disable=redefined-outer-name,unused-argument
+    """``host_of_series('28')`` → the first lab host (LabHost) running that Docker series; skips
+    the test when the lab has none."""
+
+    def pick(series: str):
+        names = hosts_by_series.get(series)
+        if not names:
+            pytest.skip(f'the lab has no Docker {series} host (series: {sorted(hosts_by_series)})')
+        return netfence_lab.get_host(names[0])
+
+    return pick
+
+
+# --------------------------------------------------------------------------- running ansible
+
+@pytest.fixture(scope='session')
+def collections_path(tmp_path_factory):
+    """A directory with ansible_collections/netfence/docker -> this checkout."""
+    base = tmp_path_factory.mktemp('collections')
+    (base / 'ansible_collections' / NAMESPACE).mkdir(parents=True)
+    (base / 'ansible_collections' / NAMESPACE / COLLECTION).symlink_to(ROOT)
+    return str(base)
+
+
+@pytest.fixture(scope='session')
+def ansible_env(collections_path, tmp_path_factory):  # pylint: disable=redefined-outer-name
+    """Environment for ansible / ansible-playbook runs against the lab."""
+    local_tmp = tmp_path_factory.mktemp('ansible-local')
+    env = dict(os.environ)
+    env.update({
+        'ANSIBLE_COLLECTIONS_PATH': collections_path,
+        'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
+        'ANSIBLE_STDOUT_CALLBACK': 'json',
+        'ANSIBLE_HOST_KEY_CHECKING': 'False',
+        'ANSIBLE_PIPELINING': 'True',
+        'ANSIBLE_NOCOLOR': '1',
+        'ANSIBLE_FORCE_COLOR': '0',
+        'ANSIBLE_RETRY_FILES_ENABLED': 'False',
+        'ANSIBLE_LOCAL_TEMP': str(local_tmp),
+        'ANSIBLE_DEPRECATION_WARNINGS': 'False',
+        'LANG': 'C.UTF-8',
+    })
+    # An ansible.cfg of the caller's working directory or home must not change the runs.
+    env.pop('ANSIBLE_CONFIG', None)
+    return env
+
+
+class AnsibleRunError(AssertionError):
+    """ansible produced no result for the host (crashed, bad command line...)."""
+
+
+class ModuleResult(dict):
+    """A host's result of one ansible run, plus how the run went."""
+
+    rc: int = 0
+    stdout: str = ''
+    stderr: str = ''
+    elapsed: float = 0.0
+    argv: list = []
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.get('failed') or self.get('unreachable'))
+
+
+def _host_name(host) -> str:
+    return getattr(host, 'name', host)
+
+
+def _module_fqcn(module: str) -> str:
+    return module if '.' in module else f'{NAMESPACE}.{COLLECTION}.{module}'
+
+
+def _parse_json_output(stdout: str, stderr: str, argv) -> dict:
+    start = stdout.find('{')
+    try:
+        return json.loads(stdout[start:]) if start >= 0 else {}
+    except ValueError as exc:
+        raise AnsibleRunError(f'{" ".join(argv)}: output is not JSON ({exc})\nstdout:\n{stdout[-3000:]}\n'
+                              f'stderr:\n{stderr[-3000:]}') from None
+
+
+def _start(argv, env, cwd):
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=cwd, stdin=subprocess.DEVNULL)  # pylint: disable=consider-using-with
+
+
+class _PendingModule:
+    """A started ``ansible`` ad-hoc run; ``result()`` waits for it."""
+
+    def __init__(self, host, module, argv, env, cwd, timeout):
+        self.host = _host_name(host)
+        self.module = module
+        self.argv = argv
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.proc = _start(argv, env, cwd)
+
+    def result(self) -> ModuleResult:
+        try:
+            stdout, stderr = self.proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            stdout, stderr = self.proc.communicate()
+            raise AnsibleRunError(f'{" ".join(self.argv)} did not finish in {self.timeout} s\n'
+                                  f'{stdout[-2000:]}\n{stderr[-2000:]}') from None
+        elapsed = time.monotonic() - self.started
+        data = _parse_json_output(stdout, stderr, self.argv)
+        try:
+            raw = data['plays'][0]['tasks'][0]['hosts'][self.host]
+        except (KeyError, IndexError, TypeError):
+            raise AnsibleRunError(f'{" ".join(self.argv)}: no result for {self.host} (rc={self.proc.returncode})\n'
+                                  f'stdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}') from None
+        result = ModuleResult(raw)
+        result.rc, result.stdout, result.stderr = self.proc.returncode, stdout, stderr
+        result.elapsed, result.argv = elapsed, list(self.argv)
+        return result
+
+
+@pytest.fixture(scope='session')
+def run_module(inventory, ansible_env, tmp_path_factory):  # pylint: disable=redefined-outer-name
+    """Run one module on one lab host with ``ansible`` (ad hoc); return the host's result.
+
+    ``run_module(host, 'blackout', service='memcached')``; keyword-only controls: ``check``,
+    ``diff``, ``extra_vars`` (dict, passed as JSON with -e), ``env`` (extra environment),
+    ``timeout`` (s), ``args`` (module args as a dict, for option names that clash with the
+    controls). ``run_module.start(...)`` takes the same arguments and returns a pending run
+    (``.result()``), to run several ansible processes at once.
+    """
+    cwd = str(tmp_path_factory.mktemp('ansible-cwd'))
+
+    def start(host, module, *, check=False, diff=False, extra_vars=None, env=None, timeout=180,
+              args=None, **kwargs) -> _PendingModule:
+        module_args = dict(args or {}, **kwargs)
+        argv = [_tool('ansible'), '-i', inventory, _host_name(host), '-m', _module_fqcn(module)]
+        if module_args:  # '-a {}' would be taken as raw params
+            argv += ['-a', json.dumps(module_args)]
+        if check:
+            argv.append('--check')
+        if diff:
+            argv.append('--diff')
+        if extra_vars:
+            argv += ['-e', json.dumps(extra_vars)]
+        run_env = dict(ansible_env, **(env or {}))
+        return _PendingModule(host, module, argv, run_env, cwd, timeout)
+
+    def run(host, module, **kwargs) -> ModuleResult:
+        return start(host, module, **kwargs).result()
+
+    run.start = start
+    return run
+
+
+@pytest.fixture(scope='session')
+def run_play(inventory, ansible_env, tmp_path_factory):  # pylint: disable=redefined-outer-name
+    """Run one play (``tasks``: list of task dicts) with ansible-playbook on ``hosts``.
+
+    Returns ``[{'name': task name, 'hosts': {host: result}}]`` in task order (the play's
+    ``gather_facts`` is off). Keyword-only: ``check``, ``diff``, ``extra_vars``, ``env``,
+    ``timeout``, ``play`` (extra play keys). Tasks that are meant to fail need
+    ``ignore_errors: true`` or the play stops on that host.
+    """
+    workdir = tmp_path_factory.mktemp('ansible-play')
+    counter = [0]
+
+    def run(hosts, tasks, *, check=False, diff=False, extra_vars=None, env=None, timeout=600,
+            play=None) -> list[dict]:
+        names = hosts if isinstance(hosts, (list, tuple)) else [hosts]
+        pattern = ':'.join(_host_name(h) for h in names)
+        counter[0] += 1
+        path = workdir / f'play{counter[0]}.yml'
+        path.write_text(json.dumps([dict({'name': 'netfence integration', 'hosts': pattern,
+                                          'gather_facts': False, 'tasks': tasks}, **(play or {}))],
+                                   indent=1), encoding='utf-8')
+        argv = [_tool('ansible-playbook'), '-i', inventory, str(path)]
+        if check:
+            argv.append('--check')
+        if diff:
+            argv.append('--diff')
+        if extra_vars:
+            argv += ['-e', json.dumps(extra_vars)]
+        proc = _start(argv, dict(ansible_env, **(env or {})), str(workdir))
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            raise AnsibleRunError(f'{" ".join(argv)} did not finish in {timeout} s\n{stderr[-2000:]}') from None
+        data = _parse_json_output(stdout, stderr, argv)
+        try:
+            return [{'name': task['task']['name'], 'hosts': task['hosts']} for task in data['plays'][0]['tasks']]
+        except (KeyError, IndexError, TypeError):
+            raise AnsibleRunError(f'{" ".join(argv)}: no task results (rc={proc.returncode})\n'
+                                  f'stdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}') from None
+
+    return run
+
+
+# --------------------------------------------------------------------------- the hosts' firewalls
+
+def _save_lines(text: str) -> list[str]:
+    return [_COUNTERS.sub('', line).rstrip() for line in text.splitlines()
+            if line.strip() and not line.startswith('#')]
+
+
+@pytest.fixture(scope='session')
+def firewall_snapshot(lab):  # pylint: disable=redefined-outer-name,unused-argument
+    """``firewall_snapshot(host)`` → {'ipv4/nft': [lines], ...}: all tables, order kept, no counters."""
+
+    def snapshot(host) -> dict[str, list[str]]:
+        out = {}
+        for family, variant, command in _SAVE_COMMANDS:
+            res = netfence_lab.host_exec(host, [command], check=False)
+            out[f'{family}/{variant}'] = (_save_lines(res.stdout) if res.returncode == 0
+                                          else [f'! {command} failed: {res.stderr.strip()}'])
+        return out
+
+    return snapshot
+
+
+@pytest.fixture(scope='session')
+def netfence_rules(firewall_snapshot):  # pylint: disable=redefined-outer-name
+    """``netfence_rules(host)`` → [(family/variant, rule line)] of every rule tagged by netfence."""
+
+    def rules(host) -> list[tuple[str, str]]:
+        return [(key, line) for key, lines in firewall_snapshot(host).items()
+                for line in lines if line.startswith('-A ') and '"netfence bo=' in line]
+
+    return rules
