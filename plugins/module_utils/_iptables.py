@@ -243,6 +243,18 @@ class Detection:
                       families=tuple(f for f in FAMILIES if f in self.commands))
 
 
+def _filter_has_docker_user(text: str) -> bool:
+    """True when the filter table of iptables-save output (any tables) has a DOCKER-USER chain."""
+    in_filter = False
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith('*'):
+            in_filter = line == '*filter'
+        elif in_filter and re.match(r':DOCKER-USER\s', line):
+            return True
+    return False
+
+
 def _variant_of_version(text: str) -> str:
     if '(nf_tables)' in text:
         return 'nft'
@@ -279,14 +291,19 @@ class Firewall:
             save = self._binary('iptables', variant, 'save', default)
             if not save:
                 continue
-            rc, out, err = self.run([save, '-t', 'filter'], None)
+            # No '-t filter': with it, iptables-legacy-save instantiates the legacy filter table in
+            # the network namespace when it is not there (a read that changes the firewall).
+            rc, out, err = self.run([save], None)
             if rc != 0:
-                problems.append('%s -t filter failed (rc=%s): %s' % (save, rc, err.strip()))
-            elif re.search(r'^:DOCKER-USER\s', out, re.M):
+                problems.append('%s failed (rc=%s): %s' % (save, rc, err.strip()))
+            elif _filter_has_docker_user(out):
                 holders.append(variant)
         notes: list[str] = []
         if not holders:
             hint = ' (%s)' % '; '.join(problems) if problems else ''
+            if problems and all('Permission denied' in p or 'must be root' in p for p in problems):
+                raise FirewallError('permission denied reading the firewall: iptables needs root, run the task '
+                                    'with become: true' + hint)
             raise FirewallError('DOCKER-USER chain not found: is Docker running with iptables enabled? '
                                 '(Docker\'s nftables firewall backend is not supported)' + hint)
         if len(holders) == 1:
