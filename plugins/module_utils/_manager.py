@@ -257,7 +257,7 @@ class _HostManager:
         try:
             return EngineClient(host)
         except ValueError as exc:
-            raise BlackoutError('docker_host: %s' % exc) from None
+            raise BlackoutError(str(exc)) from None
 
     def containers(self) -> list[Container]:
         """Every container of the engine (one GET /containers/json?all=1), cached."""
@@ -437,14 +437,16 @@ class BlackoutManager(_HostManager):
                 raise BlackoutError(str(exc), blackout=name) from None
         cleaned = [] if self.module.check_mode else self.record(
             name, tuple(desired) + tuple(nft_desired), since, deadline, backend, created, detection)
-        before = by_family(r for r in existing if r.tag.bo == name)
-        after = by_family(desired)
+        # Diff text: chain by chain (stable: each chain's rules in their order in the chain), so the
+        # saved order (before) and the planned order (after) print alike when nothing changes.
+        before = by_family(sorted((r for r in existing if r.tag.bo == name), key=lambda r: (r.table, r.chain)))
+        after = by_family(sorted(desired, key=lambda r: (r.table, r.chain)))
         result: dict[str, t.Any] = {
             'changed': changed,
             'blackout': name,
             'containers': [container_result(c) for c in containers],
             'covered': describe(desired, containers),
-            'rules': after,
+            'rules': by_family(desired),
             'added': by_family(to_add),
             'removed': by_family(to_remove),
             'since': iso(since),
