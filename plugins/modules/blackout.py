@@ -104,7 +104,7 @@ options:
     description:
       - Only these container ports are cut, as V(PORT/PROTO) (V(11211/tcp), V(53/udp)); other
         ports stay open. Default is every port and protocol.
-      - Required for a container on the host network (network mode V(host)): its ports are then
+      - Required for a container on the host network (network mode V(host)); its ports are then
         cut on every address of the host (C(INPUT), for other machines and containers) and on the
         loopback address and the host's addresses (C(OUTPUT), for the host itself).
     type: list
