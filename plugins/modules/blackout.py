@@ -126,7 +126,7 @@ options:
     default: reset
   backend:
     description:
-      - Where the rules go. V(auto) follows the engine (C(GET /info), C(FirewallBackend.Driver)):
+      - Where the rules go. V(auto) follows the engine (C(GET /info), C(FirewallBackend.Driver));
         Docker's nftables firewall backend (no C(DOCKER-USER) chain) gets V(nftables), anything
         else V(iptables).
       - V(iptables) puts the rules in C(DOCKER-USER)/C(FORWARD), C(OUTPUT) and C(INPUT) of the

@@ -89,7 +89,7 @@ blackouts:
         - C(stale), addresses with rules that the container no longer has;
           C(uncovered), addresses of the service's running containers without rules;
           C(taken), stale addresses now held by another container (named).
-        - For a container on the host network, the addresses are the host's own: C(stale) are
+        - For a container on the host network, the addresses are the host's own; C(stale) are
           addresses the host no longer has, C(uncovered) host addresses without rules (a bridge
           network created since, for example).
       type: dict
