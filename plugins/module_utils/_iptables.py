@@ -123,6 +123,8 @@ class ExistingRule:
 
 def tag_of(spec: str) -> Tag | None:
     """The netfence tag of a saved rule spec, or None (foreign / unparsable)."""
+    if 'netfence bo=' not in spec:  # every tag has it: skip shlex on foreign rules (10k of them: 2 s)
+        return None
     try:
         tokens = shlex.split(spec)
     except ValueError:
@@ -144,6 +146,29 @@ def netfence_rules(parsed: dict[str, dict[str, t.Any]], family: str) -> list[Exi
             found.append(ExistingRule(family=family, table=table, chain=chain, spec=spec, tag=tag,
                                       datestop=_datestop(shlex.split(spec))))
     return found
+
+
+def netfence_rules_in_save(text: str, family: str) -> list[ExistingRule]:
+    """netfence_rules(parse_save(text)) parsing only the lines that can hold a tag (table, chain and
+    COMMIT lines, rules with 'netfence bo='): foreign rules are skipped unparsed, however many."""
+    keep = [line for line in text.splitlines()
+            if 'netfence bo=' in line or not line.startswith('-A') and not line.startswith('[')]
+    return netfence_rules(parse_save('\n'.join(keep) + '\n'), family)
+
+
+def filter_section(text: str) -> str:
+    """The *filter table of iptables-save output of every table ('' when it has none)."""
+    out: list[str] = []
+    inside = False
+    for line in text.splitlines(True):
+        stripped = line.strip()
+        if stripped.startswith('*'):
+            inside = stripped == '*filter'
+        if inside:
+            out.append(line)
+            if stripped == 'COMMIT':
+                inside = False
+    return ''.join(out)
 
 
 def oldest_since(existing: t.Iterable[ExistingRule], name: str) -> dt.datetime | None:
@@ -268,6 +293,8 @@ class Firewall:
         self.run = run
         self.binaries = {k: v for k, v in binaries.items() if v}
         self.detection: Detection | None = None
+        # What detect() already read, per family: the next save() returns it instead of reading again.
+        self._read: dict[str, str] = {}
 
     def _default_variant(self, prog: str) -> str | None:
         path = self.binaries.get('%s-save' % prog)
@@ -287,6 +314,7 @@ class Firewall:
         default = self._default_variant('iptables')
         holders: list[str] = []
         problems: list[str] = []
+        outputs: dict[str, str] = {}
         for variant in VARIANTS:
             save = self._binary('iptables', variant, 'save', default)
             if not save:
@@ -298,6 +326,7 @@ class Firewall:
                 problems.append('%s failed (rc=%s): %s' % (save, rc, err.strip()))
             elif _filter_has_docker_user(out):
                 holders.append(variant)
+                outputs[variant] = out
         notes: list[str] = []
         if not holders:
             hint = ' (%s)' % '; '.join(problems) if problems else ''
@@ -320,6 +349,7 @@ class Firewall:
         if not (save4 and restore4):
             raise FirewallError('iptables-%s-restore not found next to iptables-%s-save' % (variant, variant))
         commands['ipv4'] = (save4, restore4)
+        self._read = {'ipv4': filter_section(outputs[variant])} if variant in outputs else {}
         v6_forward = None
         default6 = self._default_variant('ip6tables')
         save6 = self._binary('ip6tables', variant, 'save', default6)
@@ -328,6 +358,7 @@ class Firewall:
             rc, out, err = self.run([save6, '-t', 'filter'], None)
             if rc == 0:
                 commands['ipv6'] = (save6, restore6)
+                self._read['ipv6'] = out
                 v6_forward = 'DOCKER-USER' if re.search(r'^:DOCKER-USER\s', out, re.M) else 'FORWARD'
             else:
                 notes.append('IPv6 disabled: %s -t filter failed: %s' % (save6, err.strip()))
@@ -343,8 +374,10 @@ class Firewall:
         return detection.commands[family]
 
     def save(self, family: str) -> str:
-        """``<variant>-save -t filter`` output."""
+        """``<variant>-save -t filter`` output (the first time after detect(): what detect() read)."""
         save = self._commands(family)[0]
+        if family in self._read:
+            return self._read.pop(family)
         rc, out, err = self.run([save, '-t', 'filter'], None)
         if rc != 0:
             raise FirewallError('%s -t filter failed (rc=%s): %s' % (save, rc, err.strip() or out.strip()))

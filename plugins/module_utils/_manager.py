@@ -37,8 +37,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     Firewall,
     FirewallError,
     diff,
-    netfence_rules,
-    parse_save,
+    netfence_rules_in_save,
     restore_payload,
 )
 from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg, _nft
@@ -284,7 +283,7 @@ class _HostManager:
             detection = self.firewall.detect()
             existing: list[ExistingRule] = []
             for family in detection.chains.families:
-                existing += netfence_rules(parse_save(self.firewall.save(family)), family)
+                existing += netfence_rules_in_save(self.firewall.save(family), family)
         except FirewallError as exc:
             raise BlackoutError(str(exc)) from None
         return detection, existing
