@@ -1,0 +1,984 @@
+"""netfence.docker benchmarks (`make bench`): netfence against the floor and the hand-written way.
+
+    /opt/netfence/venv/bin/python bench/run.py [--rounds 5] [--sections 1,2,3,4,5,6] [--keep-lab]
+
+Runs on its own lab instance (NETFENCE_BENCH_LAB, default 'bench': namespaces nfbench-hN, see
+tests/lab/README.md), never on the default lab. Prints a markdown table and writes it, the raw
+numbers and a plot to bench/results/ (results.md, results.json, bench.png). What is measured, and
+how, is in bench/RESULTS.md. Every variant is interleaved with the others, round by round.
+
+Sections:
+  1 single   one service, one host: blackout.yml / restore.yml vs the floor (ping) and the
+             hand-written playbook (bench/floor.yml, bench/handwritten.yml)
+  2 replicas k = 1, 10, 50 containers of one service: the module's time on the host
+  3 foreign  10,000 unrelated rules in DOCKER-USER vs an empty chain: the module's time
+  4 fleet    1, 3, 6 hosts: blackout.yml / restore.yml wall time (forks >= hosts)
+  5 cut      time from the blackout task's start until a probe from outside sees a refusal
+  6 module   the module's own cost on the host (its AnsiballZ payload run in the host's netns)
+
+Safety: every firewall command runs inside a lab namespace of this instance (nsenter --net=
+/run/netns/nf<instance>-hN, checked not to be the root namespace); traffic goes only to lab
+addresses. Processes are ended by their pid only; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import concurrent.futures
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, 'results')
+INSTANCE = os.environ.get('NETFENCE_BENCH_LAB', 'bench')
+os.environ['NETFENCE_LAB'] = INSTANCE          # for every lab call and subprocess
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'lab'))
+
+import netfence_lab as lab  # noqa: E402  pylint: disable=wrong-import-position
+
+lab.configure(INSTANCE)
+
+VENV = os.environ.get('NETFENCE_VENV', '/opt/netfence/venv')
+ANSIBLE_PLAYBOOK = os.path.join(VENV, 'bin', 'ansible-playbook')
+ANSIBLE = os.path.join(VENV, 'bin', 'ansible')
+TARGET_PYTHON = '/usr/bin/python3'             # the lab targets' interpreter (inventory)
+BENCH_TARGET_VENV = os.environ.get('NETFENCE_BENCH_TARGET_VENV', '/opt/netfence/bench-target-venv')
+TARGET_VENV_REQUIREMENTS = ('docker==7.1.0', 'requests==2.34.2')   # as in requirements-dev.txt
+SERVICE = 'memcached'
+HOST = 'h1'                                    # the single bench host
+FLEET = ((1, 'h1'), (3, 'h1:h2:h3'), (6, 'all'))
+FORKS = 10
+REPLICAS = (1, 10, 50)
+REPLICA_PROJECT = 'benchrep'
+REPLICA_NETWORK = 'benchrep_net'
+FOREIGN_RULES = 10000
+ROOT_NETNS = '/proc/self/ns/net'           # the bench runs in the root namespace
+CUT_TIMEOUT = 30.0
+
+TARGETS = {   # name: (description, limit, comparison)
+    'floor': ('blackout.yml ≤ 1.3× the floor', 1.3, '<='),
+    'handwritten': ('hand-written ≥ 2.7× blackout.yml', 2.7, '>='),
+    'replicas': ('module, k=50 ≤ 1.2× k=1', 1.2, '<='),
+    'foreign': ('module, 10k foreign rules ≤ 1.3× empty chain', 1.3, '<='),
+    'fleet': ('blackout.yml, 6 hosts ≤ 1.5× one host', 1.5, '<='),
+    'module': ("module's own time ≤ 150 ms (median)", 0.150, '<='),
+}
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says why."""
+
+
+def log(msg: str) -> None:
+    sys.stderr.write('%s bench: %s\n' % (time.strftime('%H:%M:%S'), msg))
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------- statistics
+
+def summary(values: list[float]) -> dict[str, float]:
+    vals = sorted(values)
+    out = {'n': len(vals), 'median': statistics.median(vals), 'min': vals[0], 'max': vals[-1]}
+    if len(vals) >= 4:
+        q = statistics.quantiles(vals, n=4, method='inclusive')
+        out['q1'], out['q3'] = q[0], q[2]
+    else:
+        out['q1'], out['q3'] = vals[0], vals[-1]
+    return out
+
+
+def fmt_s(value: float) -> str:
+    return '%.0f ms' % (value * 1000) if value < 1 else '%.2f s' % value
+
+
+def fmt_summary(s: dict[str, float]) -> tuple[str, str]:
+    return fmt_s(s['median']), '%s – %s (IQR %s – %s)' % (fmt_s(s['min']), fmt_s(s['max']),
+                                                          fmt_s(s['q1']), fmt_s(s['q3']))
+
+
+def rotated(items: list, r: int) -> list:
+    k = r % len(items)
+    return items[k:] + items[:k]
+
+
+# --------------------------------------------------------------------------- lab helpers
+
+def netns_of(host: lab.LabHost) -> str:
+    """The host's netns path, refusing anything that is not a namespace of this lab instance."""
+    path = host.netns_path
+    if not os.path.basename(path).startswith(lab.PREFIX + '-') or lab.PREFIX == 'nflab':
+        raise BenchError('refusing netns %s: not a namespace of lab instance %r' % (path, INSTANCE))
+    if not os.path.exists(path):
+        raise BenchError('netns %s does not exist: is the bench lab up?' % path)
+    if os.stat(path).st_ino == os.stat(ROOT_NETNS).st_ino:
+        raise BenchError('netns %s is the root network namespace: refusing' % path)
+    return path
+
+
+def in_ns(host: lab.LabHost, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run argv inside the host's network namespace (never the root namespace)."""
+    kwargs.setdefault('capture_output', True)
+    kwargs.setdefault('text', True)
+    kwargs.setdefault('timeout', 120)
+    return subprocess.run(['nsenter', '--net=' + netns_of(host)] + argv, check=False, **kwargs)
+
+
+def netfence_rule_count(host: lab.LabHost) -> int:
+    count = 0
+    for prog in ('iptables-save', 'ip6tables-save'):
+        res = in_ns(host, [prog, '-t', 'filter'])
+        count += sum(1 for line in res.stdout.splitlines() if 'netfence bo=' in line)
+    return count
+
+
+def chain_rules(host: lab.LabHost, chain: str) -> list[str]:
+    res = in_ns(host, ['iptables-save', '-t', 'filter'])
+    if res.returncode != 0:
+        raise BenchError('%s: iptables-save failed: %s' % (host.name, res.stderr.strip()))
+    if not re.search(r'^:%s\s' % re.escape(chain), res.stdout, re.M):
+        raise BenchError('%s: no %s chain in iptables-save (nft variant)' % (host.name, chain))
+    return [line for line in res.stdout.splitlines() if line.startswith('-A %s ' % chain)]
+
+
+# --------------------------------------------------------------------------- ansible runs
+
+def ansible_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env['PATH'] = os.path.join(VENV, 'bin') + ':' + env.get('PATH', '')
+    env['ANSIBLE_NOCOLOR'] = '1'
+    env['ANSIBLE_FORCE_COLOR'] = '0'
+    for key in ('ANSIBLE_CALLBACKS_ENABLED', 'ANSIBLE_CALLBACK_PLUGINS', 'ANSIBLE_KEEP_REMOTE_FILES',
+                'ANSIBLE_COLLECTIONS_PATH', 'ANSIBLE_CONFIG'):
+        env.pop(key, None)
+    env.update(extra or {})
+    return env
+
+
+def playbook(path: str, limit: str, extra_vars: dict[str, str], env: dict[str, str] | None = None,
+             timeout: float = 300) -> float:
+    """Run ansible-playbook; return its wall time. Raise BenchError if it fails."""
+    argv = [ANSIBLE_PLAYBOOK, '-i', lab.inventory_path(), path, '--limit', limit, '--forks', str(FORKS)]
+    for key, value in extra_vars.items():
+        argv += ['-e', '%s=%s' % (key, value)]
+    start = time.perf_counter()
+    res = subprocess.run(argv, cwd=ROOT, env=env or ansible_env(), capture_output=True, text=True,
+                         timeout=timeout, check=False)
+    took = time.perf_counter() - start
+    if res.returncode != 0:
+        raise BenchError('%s failed (rc=%s):\n%s' % (' '.join(argv[2:]), res.returncode,
+                                                     (res.stdout + res.stderr)[-3000:]))
+    return took
+
+
+def blackout(limit: str, env=None) -> float:
+    return playbook('playbooks/blackout.yml', limit, {'service': SERVICE}, env)
+
+
+def restore(limit: str, env=None) -> float:
+    return playbook('playbooks/restore.yml', limit, {'service': SERVICE}, env)
+
+
+def floor(limit: str) -> float:
+    return playbook('bench/floor.yml', limit, {})
+
+
+def handwritten(limit: str, state: str) -> float:
+    return playbook('bench/handwritten.yml', limit, {'state': state,
+                                                     'bench_target_python': BENCH_TARGET_VENV + '/bin/python'})
+
+
+# --------------------------------------------------------------------------- module payloads
+
+class Payloads:
+    """The module's real AnsiballZ payloads, run directly in a host's network namespace.
+
+    One payload is captured from an ad-hoc run (ANSIBLE_KEEP_REMOTE_FILES=1, state=absent of a
+    blackout that does not exist: changes nothing); variants get other module arguments by
+    rewriting the payload's embedded parameters. Same code, same zip, same wrapper as Ansible runs.
+    """
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        self.templates: dict[str, str] = {}
+
+    def capture(self, module: str, args: dict) -> str:
+        env = ansible_env({'ANSIBLE_KEEP_REMOTE_FILES': '1',
+                           'ANSIBLE_COLLECTIONS_PATH': os.path.join(ROOT, 'playbooks', 'collections')})
+        argv = [ANSIBLE, '-i', lab.inventory_path(), HOST, '-b', '-m', module, '-vvv']
+        if args:
+            argv += ['-a', json.dumps(args)]
+        res = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+        m = re.search(r'PUT \S+ TO (/\S+/(ansible-tmp-[^/\s]+)/AnsiballZ_\w+\.py)', res.stdout)
+        if res.returncode != 0 or not m:
+            raise BenchError('could not capture the %s payload:\n%s' % (module, (res.stdout + res.stderr)[-2000:]))
+        remote, tmpname = m.group(1), m.group(2)
+        local = os.path.join(self.workdir, 'AnsiballZ_%s.py' % module.rsplit('.', 1)[-1])
+        shutil.copyfile(remote, local)   # the lab hosts share this machine's filesystem
+        tmpdir = os.path.dirname(remote)
+        if os.path.basename(tmpdir) == tmpname and tmpname.startswith('ansible-tmp-'):
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        self.templates[module] = local
+        return local
+
+    def variant(self, module: str, tag: str, args: dict) -> str:
+        with open(self.templates[module], encoding='utf-8') as handle:
+            text = handle.read()
+        m = re.search(r'^params=(.*),$', text, re.M)
+        if not m:
+            raise BenchError('no params= line in the %s payload' % module)
+        params = json.loads(ast.literal_eval(m.group(1)))
+        meta = {k: v for k, v in params['ANSIBLE_MODULE_ARGS'].items() if k.startswith('_ansible_')}
+        meta.update({'_ansible_verbosity': 0, '_ansible_keep_remote_files': False, '_ansible_tmpdir': None})
+        params['ANSIBLE_MODULE_ARGS'] = dict(args, **meta)
+        text = text[:m.start(1)] + repr(json.dumps(params)) + text[m.end(1):]
+        path = os.path.join(self.workdir, 'AnsiballZ_%s.py' % tag)
+        with open(path, 'w', encoding='utf-8') as handle:
+            handle.write(text)
+        return path
+
+    cpu: list[float] = []   # CPU time (user+sys, the module and its iptables children) of every run()
+
+    @staticmethod
+    def run(host: lab.LabHost, path: str) -> tuple[float, dict]:
+        """Run a payload in the host's netns with the host's engine; (wall time, result).
+
+        Also appends the run's CPU time to Payloads.cpu (children's rusage: call from one thread only).
+        """
+        argv = ['/usr/bin/env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8', 'HOME=/root',
+                'DOCKER_HOST=unix://' + host.docker_sock, TARGET_PYTHON, path]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        res = in_ns(host, argv)
+        took = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        Payloads.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        try:
+            result = json.loads(res.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise BenchError('payload %s gave no JSON (rc=%s): %s' % (path, res.returncode,
+                                                                     (res.stderr or res.stdout)[-2000:])) from None
+        if result.get('failed'):
+            raise BenchError('payload %s failed: %s' % (path, result.get('msg')))
+        return took, result
+
+
+def rule_total(result: dict, key: str) -> int:
+    return sum(len(v) for v in (result.get(key) or {}).values())
+
+
+# --------------------------------------------------------------------------- sections
+
+def section_single(rounds: int, res: dict) -> None:
+    """1: one service, one host: floor, netfence, hand-written; interleaved."""
+    log('section 1: one service, one host (%s), %d rounds' % (HOST, rounds))
+    data = {k: [] for k in ('floor', 'blackout', 'restore', 'handwritten_blackout', 'handwritten_restore')}
+
+    def unit_floor():
+        data['floor'].append(floor(HOST))
+
+    def unit_netfence():
+        data['blackout'].append(blackout(HOST))
+        data['restore'].append(restore(HOST))
+
+    def unit_handwritten():
+        data['handwritten_blackout'].append(handwritten(HOST, 'present'))
+        data['handwritten_restore'].append(handwritten(HOST, 'absent'))
+
+    units = [unit_floor, unit_netfence, unit_handwritten]
+    for unit in units:                      # warm-up (SSH master, caches), not counted
+        unit()
+    for values in data.values():
+        values.clear()
+    host = lab.get_host(HOST)
+    for r in range(rounds):
+        for unit in rotated(units, r):
+            unit()
+        if netfence_rule_count(host) or any('blackout memcached' in l for l in chain_rules(host, 'DOCKER-USER')):
+            raise BenchError('%s: rules left after round %d' % (HOST, r + 1))
+        log('  round %d/%d: floor %.2f  blackout %.2f  restore %.2f  hand-written %.2f / %.2f'
+            % (r + 1, rounds, data['floor'][-1], data['blackout'][-1], data['restore'][-1],
+               data['handwritten_blackout'][-1], data['handwritten_restore'][-1]))
+    res['single'] = {k: {'values': v, **summary(v)} for k, v in data.items()}
+
+
+def section_breakdown(res: dict) -> None:
+    """Where the time of one blackout.yml / restore.yml goes, per task (one extra run each)."""
+    out = {}
+    for name, fn in (('blackout', blackout), ('restore', restore)):
+        records = timed_run(fn, HOST)
+        starts = [r for r in records if r['event'] == 'task_start']
+        begin, end = records[0]['t'], records[-1]['t']
+        tasks = []
+        for i, rec in enumerate(starts):
+            nxt = starts[i + 1]['t'] if i + 1 < len(starts) else end
+            tasks.append({'task': rec['task'], 'action': rec.get('action'), 'seconds': nxt - rec['t']})
+        out[name] = {'tasks': tasks, 'first_task_to_end': end - begin}
+    res['breakdown'] = out
+
+
+def timed_run(fn, limit: str) -> list[dict]:
+    """Run fn(limit, env) with the bench_timing callback; return its records."""
+    fd, path = tempfile.mkstemp(prefix='netfence-bench-timing-', suffix='.jsonl')
+    os.close(fd)
+    env = ansible_env({'ANSIBLE_CALLBACKS_ENABLED': 'bench_timing',
+                       'ANSIBLE_CALLBACK_PLUGINS': os.path.join(HERE, 'callback_plugins'),
+                       'NETFENCE_BENCH_TIMING': path})
+    try:
+        fn(limit, env)
+        with open(path, encoding='utf-8') as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    finally:
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def replicas(host: lab.LabHost):
+    """k = 1, 10, 50 running containers of services rep1, rep10, rep50 (compose-shaped)."""
+    client = host.client(timeout=120)
+    try:
+        remove_replicas(client)
+        workdir = os.path.join(host.lib_dir, 'benchrep')
+        net = client.networks.create(REPLICA_NETWORK, driver='bridge', labels={
+            'com.docker.compose.project': REPLICA_PROJECT, 'com.docker.compose.network': 'net'})
+        specs = [(k, n) for k in REPLICAS for n in range(1, k + 1)]
+
+        def create(spec):
+            k, n = spec
+            name = '%s-rep%d-%d' % (REPLICA_PROJECT, k, n)
+            labels = lab._compose_labels({'service': 'rep%d' % k, 'number': n, 'role': 'service'},  # pylint: disable=protected-access
+                                         workdir)
+            labels['com.docker.compose.project'] = REPLICA_PROJECT
+            cont = client.containers.create(lab.IMAGE, lab.MEMCACHED_CMD, name=name, hostname=name,
+                                            labels=labels, network=net.name)
+            cont.start()
+
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, specs))
+        log('  created %d replica containers on %s in %.1f s' % (len(specs), host.name, time.perf_counter() - start))
+        yield
+    finally:
+        start = time.perf_counter()
+        remove_replicas(client)
+        log('  removed the replica containers in %.1f s' % (time.perf_counter() - start))
+        client.close()
+
+
+def remove_replicas(client) -> None:
+    conts = client.containers.list(all=True, filters={'label': 'com.docker.compose.project=%s' % REPLICA_PROJECT})
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda c: c.remove(force=True), conts))
+    for net in client.networks.list(names=[REPLICA_NETWORK]):
+        if net.name == REPLICA_NETWORK:
+            net.remove()
+
+
+def section_replicas(rounds: int, payloads: Payloads, res: dict) -> None:
+    """2: k replicas of one service on one host: module time (payload in the host's netns)."""
+    log('section 2: replicas k=%s on %s, %d rounds' % (','.join(map(str, REPLICAS)), HOST, rounds))
+    host = lab.get_host(HOST)
+    paths = {(k, st): payloads.variant('netfence.docker.blackout', 'rep%d_%s' % (k, st),
+                                       {'service': 'rep%d' % k, 'project': REPLICA_PROJECT, 'state': st})
+             for k in REPLICAS for st in ('present', 'absent')}
+    data = {k: {'present': [], 'absent': [], 'present_cpu': [], 'rules': 0} for k in REPLICAS}
+    with replicas(host):
+        for k in REPLICAS:                  # warm-up
+            for st in ('present', 'absent'):
+                payloads.run(host, paths[(k, st)])
+        for r in range(rounds):
+            for k in rotated(list(REPLICAS), r):
+                took, result = payloads.run(host, paths[(k, 'present')])
+                if not result.get('changed') or len(result.get('containers', [])) != k:
+                    raise BenchError('rep%d: blackout covered %d containers' % (k, len(result.get('containers', []))))
+                data[k]['present'].append(took)
+                data[k]['present_cpu'].append(Payloads.cpu[-1])
+                data[k]['rules'] = rule_total(result, 'added')
+                took, result = payloads.run(host, paths[(k, 'absent')])
+                data[k]['absent'].append(took)
+            log('  round %d/%d: ' % (r + 1, rounds) + '  '.join(
+                'k=%d %.3f/%.3f' % (k, data[k]['present'][-1], data[k]['absent'][-1]) for k in REPLICAS))
+    if netfence_rule_count(host):
+        raise BenchError('%s: netfence rules left after the replicas section' % HOST)
+    res['replicas'] = {str(k): {'rules': v['rules'],
+                                **{st: {'values': v[st], **summary(v[st])} for st in ('present', 'absent', 'present_cpu')}}
+                       for k, v in data.items()}
+
+
+def foreign_payload(n: int) -> str:
+    """n unrelated rules at the top of DOCKER-USER, half of them with a (foreign) comment."""
+    lines = ['*filter']
+    for i in range(n):
+        src = '198.18.%d.%d/32' % (i // 250, i % 250 + 1)
+        dst = '203.0.113.%d/32' % (i % 200 + 1)
+        comment = ' -m comment --comment "bench foreign rule %d"' % i if i % 2 else ''
+        lines.append('-I DOCKER-USER 1 -s %s -d %s -p tcp -m tcp --dport %d%s -j RETURN'
+                     % (src, dst, 1024 + i % 50000, comment))
+    lines.append('COMMIT')
+    return '\n'.join(lines) + '\n'
+
+
+@contextlib.contextmanager
+def foreign_rules(host: lab.LabHost, n: int, original: list[str]):
+    """Load n unrelated rules into DOCKER-USER with one iptables-restore; put the chain back after."""
+    start = time.perf_counter()
+    res = in_ns(host, ['iptables-restore', '--noflush', '-w'], input=foreign_payload(n), timeout=300)
+    if res.returncode != 0:
+        raise BenchError('%s: loading %d rules failed: %s' % (host.name, n, res.stderr.strip()[-500:]))
+    loaded = time.perf_counter() - start
+    try:
+        count = len(chain_rules(host, 'DOCKER-USER'))
+        if count != n + len(original):
+            raise BenchError('%s: DOCKER-USER has %d rules, expected %d' % (host.name, count, n + len(original)))
+        yield loaded
+    finally:
+        payload = '*filter\n-F DOCKER-USER\n' + ''.join(line + '\n' for line in original) + 'COMMIT\n'
+        res = in_ns(host, ['iptables-restore', '--noflush', '-w'], input=payload, timeout=300)
+        if res.returncode != 0 or chain_rules(host, 'DOCKER-USER') != original:
+            raise BenchError('%s: could not put DOCKER-USER back: %s' % (host.name, res.stderr.strip()))
+
+
+def section_foreign(rounds: int, payloads: Payloads, res: dict) -> None:
+    """3: 10,000 foreign rules in DOCKER-USER vs an empty chain: module time."""
+    log('section 3: %d foreign rules in DOCKER-USER vs empty, on %s, %d rounds' % (FOREIGN_RULES, HOST, rounds))
+    host = lab.get_host(HOST)
+    present = payloads.variant('netfence.docker.blackout', 'svc_present', {'service': SERVICE})
+    absent = payloads.variant('netfence.docker.blackout', 'svc_absent', {'service': SERVICE, 'state': 'absent'})
+    if netfence_rule_count(host):
+        raise BenchError('%s: netfence rules present before the foreign-rules section' % HOST)
+    original = chain_rules(host, 'DOCKER-USER')
+    if any('netfence' in line or 'bench foreign' in line for line in original):
+        raise BenchError('%s: DOCKER-USER is not in its pristine state: %s' % (HOST, original))
+    data = {kind: {'present': [], 'absent': [], 'present_cpu': []} for kind in ('empty', 'foreign')}
+    loads = []
+
+    def measure(kind):
+        took, result = payloads.run(host, present)
+        if not result.get('changed'):
+            raise BenchError('the blackout changed nothing (%s)' % kind)
+        data[kind]['present'].append(took)
+        data[kind]['present_cpu'].append(Payloads.cpu[-1])
+        took, _ = payloads.run(host, absent)
+        data[kind]['absent'].append(took)
+
+    payloads.run(host, present)             # warm-up
+    payloads.run(host, absent)
+    for r in range(rounds):
+        for kind in rotated(['empty', 'foreign'], r):
+            if kind == 'empty':
+                measure('empty')
+            else:
+                with foreign_rules(host, FOREIGN_RULES, original) as loaded:
+                    loads.append(loaded)
+                    measure('foreign')
+        log('  round %d/%d: empty %.3f/%.3f  10k %.3f/%.3f' % (
+            r + 1, rounds, data['empty']['present'][-1], data['empty']['absent'][-1],
+            data['foreign']['present'][-1], data['foreign']['absent'][-1]))
+    res['foreign'] = {kind: {st: {'values': v, **summary(v)} for st, v in d.items()} for kind, d in data.items()}
+    res['foreign']['load_seconds'] = summary(loads)
+
+
+def section_fleet(rounds: int, res: dict) -> None:
+    """4: 1, 3, 6 hosts: playbook wall time, forks >= hosts."""
+    log('section 4: fleet of %s hosts, forks %d, %d rounds' % (','.join(str(n) for n, _ in FLEET), FORKS, rounds))
+    data = {n: {'blackout': [], 'restore': []} for n, _ in FLEET}
+
+    def unit(n, limit):
+        data[n]['blackout'].append(blackout(limit))
+        data[n]['restore'].append(restore(limit))
+
+    unit(*FLEET[-1])                        # warm-up: every host's SSH master
+    for values in data.values():
+        values['blackout'].clear()
+        values['restore'].clear()
+    for r in range(rounds):
+        for n, limit in rotated(list(FLEET), r):
+            unit(n, limit)
+        log('  round %d/%d: ' % (r + 1, rounds) + '  '.join(
+            '%d hosts %.2f/%.2f' % (n, data[n]['blackout'][-1], data[n]['restore'][-1]) for n, _ in FLEET))
+    res['fleet'] = {str(n): {st: {'values': v, **summary(v)} for st, v in d.items()} for n, d in data.items()}
+
+
+class Probe:
+    """A tight TCP connect loop from the root namespace to a lab host's published port (external path)."""
+
+    def __init__(self, addr: str, port: int, want: str) -> None:
+        self.addr, self.port, self.want = addr, port, want   # want: 'refused' or 'open'
+        self.first: float | None = None
+        self.attempts = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _attempt(self) -> str:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(0.5)
+        try:
+            sock.connect((self.addr, self.port))
+            return 'open'
+        except (ConnectionRefusedError, ConnectionResetError):
+            return 'refused'
+        except OSError:
+            return 'other'
+        finally:
+            sock.close()
+
+    def _loop(self) -> None:
+        deadline = time.monotonic() + CUT_TIMEOUT + 60
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            outcome = self._attempt()
+            self.attempts += 1
+            if outcome == self.want:
+                self.first = time.time()
+                return
+            time.sleep(0.002)
+
+    def __enter__(self) -> 'Probe':
+        if self._attempt() == self.want:
+            raise BenchError('probe %s:%d is already %s before the run' % (self.addr, self.port, self.want))
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.thread.join(CUT_TIMEOUT)
+        self.stop.set()
+        self.thread.join(5)
+
+
+def section_cut(rounds: int, res: dict) -> None:
+    """5: time from the blackout task's start until the probe sees the first refusal."""
+    host = lab.get_host(HOST)
+    port = 11211
+    log('section 5: time to cut, probe %s:%d (external path), %d rounds' % (host.addr, port, rounds))
+    data = {'cut_from_task_start': [], 'cut_from_runner_start': [], 'task_result_from_task_start': [],
+            'reopen_from_task_start': [], 'probe_attempts': []}
+
+    def module_task(records, state):
+        for i, rec in enumerate(records):
+            if rec['event'] == 'task_start' and rec.get('action') == 'netfence.docker.blackout' \
+                    and not rec.get('check_mode'):
+                runner = next((x for x in records[i + 1:] if x['event'] == 'runner_start'), None)
+                done = next((x for x in records[i + 1:] if x['event'] in ('ok', 'failed')), None)
+                return rec['t'], runner['t'] if runner else None, done['t'] if done else None
+        raise BenchError('no netfence.docker.blackout task in the %s run' % state)
+
+    timed_run(blackout, HOST)               # warm-up
+    timed_run(restore, HOST)
+    for r in range(rounds):
+        with Probe(host.addr, port, 'refused') as probe:
+            records = timed_run(blackout, HOST)
+        if probe.first is None:
+            raise BenchError('round %d: the probe never saw a refusal' % (r + 1))
+        t_task, t_runner, t_done = module_task(records, 'blackout')
+        data['cut_from_task_start'].append(probe.first - t_task)
+        if t_runner is not None:
+            data['cut_from_runner_start'].append(probe.first - t_runner)
+        if t_done is not None:
+            data['task_result_from_task_start'].append(t_done - t_task)
+        data['probe_attempts'].append(probe.attempts)
+        with Probe(host.addr, port, 'open') as probe:
+            records = timed_run(restore, HOST)
+        if probe.first is not None:
+            data['reopen_from_task_start'].append(probe.first - module_task(records, 'restore')[0])
+        log('  round %d/%d: cut %.3f s after the task start (task result at %.3f s)' % (
+            r + 1, rounds, data['cut_from_task_start'][-1], data['task_result_from_task_start'][-1]))
+    res['cut'] = {k: {'values': v, **summary(v)} for k, v in data.items() if v and k != 'probe_attempts'}
+    res['cut']['probe_attempts'] = data['probe_attempts']
+
+
+def section_module(rounds: int, payloads: Payloads, res: dict) -> None:
+    """6: the module's own cost on the host: its payload, run in the host's netns, many times."""
+    runs = max(20, rounds * 4)
+    host = lab.get_host(HOST)
+    log('section 6: module payload on %s, %d runs each of present, absent and ping' % (HOST, runs))
+    variants = {
+        'present': payloads.variant('netfence.docker.blackout', 'mod_present', {'service': SERVICE}),
+        'absent': payloads.variant('netfence.docker.blackout', 'mod_absent', {'service': SERVICE, 'state': 'absent'}),
+        'unchanged': payloads.variant('netfence.docker.blackout', 'mod_present2', {'service': SERVICE}),
+        'ping': payloads.templates['ansible.builtin.ping'],
+    }
+    data = {k: [] for k in variants}
+    cpu = {k: [] for k in variants}
+    data['python_startup'] = []
+    for _ in range(2):                      # warm-up
+        for name in ('present', 'unchanged', 'absent', 'ping'):
+            payloads.run(host, variants[name])
+    for r in range(runs):
+        # present (changes) then present again (no change) then absent (changes), ping in between
+        for name in rotated(['ping', 'present'], r) + ['unchanged', 'absent']:
+            took, result = payloads.run(host, variants[name])
+            if name in ('present', 'absent') and not result.get('changed'):
+                raise BenchError('module %s run %d did not change anything' % (name, r + 1))
+            if name == 'unchanged' and result.get('changed'):
+                raise BenchError('module run %d: a second blackout changed something' % (r + 1))
+            data[name].append(took)
+            cpu[name].append(Payloads.cpu[-1])
+        start = time.perf_counter()
+        in_ns(host, [TARGET_PYTHON, '-c', 'pass'])
+        data['python_startup'].append(time.perf_counter() - start)
+    res['module'] = {k: {'values': v, **summary(v)} for k, v in data.items()}
+    res['module_cpu'] = {k: {'values': v, **summary(v)} for k, v in cpu.items()}
+
+
+def profile_module(res: dict) -> None:
+    """pyinstrument on the module (controller venv's Python, the host's netns), text to results/."""
+    host = lab.get_host(HOST)
+    pp = tempfile.mkdtemp(prefix='netfence-bench-pp-')
+    try:
+        os.makedirs(os.path.join(pp, 'ansible_collections', 'netfence'))
+        os.symlink(ROOT, os.path.join(pp, 'ansible_collections', 'netfence', 'docker'))
+        for state in ('present', 'absent'):
+            args = json.dumps({'ANSIBLE_MODULE_ARGS': {'service': SERVICE, 'state': state}})
+            argv = ['/usr/bin/env', 'PYTHONPATH=' + pp, 'DOCKER_HOST=unix://' + host.docker_sock,
+                    os.path.join(VENV, 'bin', 'python'), '-m', 'pyinstrument', '--show', '*/netfence/*',
+                    '-m', 'ansible_collections.netfence.docker.plugins.modules.blackout', args]
+            out = in_ns(host, argv)
+            text = '\n'.join(line for line in out.stdout.splitlines() if not line.startswith('{'))
+            with open(os.path.join(RESULTS, 'profile-module-%s.txt' % state), 'w', encoding='utf-8') as handle:
+                handle.write(text + '\n')
+        res['profile'] = ['results/profile-module-present.txt', 'results/profile-module-absent.txt']
+    finally:
+        shutil.rmtree(pp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- setup
+
+def ensure_target_venv() -> None:
+    """A separate venv with the Docker SDK and requests for the hand-written playbook's targets."""
+    py = os.path.join(BENCH_TARGET_VENV, 'bin', 'python')
+    check = [py, '-c', 'import docker, requests; print(docker.__version__, requests.__version__)']
+    if os.path.exists(py) and subprocess.run(check, capture_output=True, check=False).returncode == 0:
+        return
+    log('creating %s (%s) for the hand-written playbook' % (BENCH_TARGET_VENV, ', '.join(TARGET_VENV_REQUIREMENTS)))
+    subprocess.run([TARGET_PYTHON, '-m', 'venv', '--clear', BENCH_TARGET_VENV], check=True)
+    subprocess.run([os.path.join(BENCH_TARGET_VENV, 'bin', 'pip'), 'install', '-q', '--disable-pip-version-check']
+                   + list(TARGET_VENV_REQUIREMENTS), check=True)
+    subprocess.run(check, check=True, capture_output=True)
+
+
+def target_python_is_clean() -> bool:
+    """The targets' interpreter must not have docker/requests (netfence needs neither)."""
+    res = subprocess.run([TARGET_PYTHON, '-c', 'import docker'], capture_output=True, check=False)
+    res2 = subprocess.run([TARGET_PYTHON, '-c', 'import requests'], capture_output=True, check=False)
+    return res.returncode != 0 and res2.returncode != 0
+
+
+def versions() -> dict[str, str]:
+    def out(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30).stdout.strip()
+        except OSError:
+            return '?'
+    pyver = out([os.path.join(VENV, 'bin', 'python'), '-c',
+                 'import ansible.release as a, importlib.metadata as m; '
+                 'print(a.__version__, m.version("ansible"))']).split()
+    cdocker = out([os.path.join(VENV, 'bin', 'python'), '-c',
+                   'import json; print(json.load(open(__import__("os").path.join(__import__("ansible_collections").__path__[0],'
+                   '"community","docker","MANIFEST.json")))["collection_info"]["version"])'])
+    state = lab._load_state() or {}  # pylint: disable=protected-access
+    return {
+        'ansible-core': pyver[0] if pyver else '?',
+        'ansible': pyver[1] if len(pyver) > 1 else '?',
+        'community.docker': cdocker,
+        'controller python': out([os.path.join(VENV, 'bin', 'python'), '--version']).replace('Python ', ''),
+        'target python': out([TARGET_PYTHON, '--version']).replace('Python ', ''),
+        'iptables': out(['iptables', '--version']),
+        'docker engines': ', '.join('%s=%s' % kv for kv in sorted((state.get('versions') or {}).items())),
+        'openssh': subprocess.run(['ssh', '-V'], capture_output=True, text=True, check=False).stderr.strip(),
+    }
+
+
+def machine() -> dict[str, str]:
+    cpu = '?'
+    with contextlib.suppress(OSError):
+        with open('/proc/cpuinfo', encoding='utf-8') as handle:
+            for line in handle:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    mem = '?'
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        with open('/proc/meminfo', encoding='utf-8') as handle:
+            mem = '%.1f GiB' % (int(handle.readline().split()[1]) / 1024 / 1024)
+    osname = '?'
+    with contextlib.suppress(OSError):
+        with open('/etc/os-release', encoding='utf-8') as handle:
+            osname = dict(line.strip().split('=', 1) for line in handle if '=' in line).get('PRETTY_NAME', '?').strip('"')
+    return {'cpu': cpu, 'cpus': str(os.cpu_count()), 'memory': mem, 'os': osname,
+            'kernel': platform.release(), 'hostname': socket.gethostname()}
+
+
+def git_state() -> str:
+    def git(*args):
+        return subprocess.run(['git', '-C', ROOT] + list(args), capture_output=True, text=True,
+                              check=False).stdout
+    dirty = [line[3:] for line in git('status', '--porcelain', '--', 'plugins', 'roles', 'playbooks').splitlines()]
+    return git('rev-parse', '--short', 'HEAD').strip() + (' + uncommitted changes in %s' % ', '.join(dirty) if dirty else '')
+
+
+def loadavg() -> str:
+    with open('/proc/loadavg', encoding='ascii') as handle:
+        return ' '.join(handle.read().split()[:3])
+
+
+# --------------------------------------------------------------------------- report
+
+def ratio(res: dict, key: str) -> float | None:
+    try:
+        if key == 'floor':
+            return res['single']['blackout']['median'] / res['single']['floor']['median']
+        if key == 'handwritten':
+            return res['single']['handwritten_blackout']['median'] / res['single']['blackout']['median']
+        if key == 'replicas':
+            return res['replicas']['50']['present']['median'] / res['replicas']['1']['present']['median']
+        if key == 'foreign':
+            return res['foreign']['foreign']['present']['median'] / res['foreign']['empty']['present']['median']
+        if key == 'fleet':
+            return res['fleet']['6']['blackout']['median'] / res['fleet']['1']['blackout']['median']
+        if key == 'module':
+            return res['module']['present']['median']
+    except KeyError:
+        return None
+    return None
+
+
+def table(res: dict) -> str:
+    rows = []
+
+    def add(section, what, s):
+        median, spread = fmt_summary(s)
+        rows.append('| %s | %s | %s | %s | %d |' % (section, what, median, spread, s['n']))
+
+    single = res.get('single')
+    if single:
+        add('1 one host', 'floor: `floor.yml` (ping)', single['floor'])
+        add('1 one host', '**`blackout.yml`** (verify included)', single['blackout'])
+        add('1 one host', '**`restore.yml`** (verify included)', single['restore'])
+        add('1 one host', 'hand-written blackout', single['handwritten_blackout'])
+        add('1 one host', 'hand-written restore', single['handwritten_restore'])
+    for k, v in (res.get('replicas') or {}).items():
+        add('2 replicas', 'module, k=%s (%d rules)' % (k, v['rules']), v['present'])
+    foreign = res.get('foreign')
+    if foreign:
+        add('3 foreign rules', 'module, empty DOCKER-USER', foreign['empty']['present'])
+        add('3 foreign rules', 'module, 10,000 foreign rules', foreign['foreign']['present'])
+    for n, v in (res.get('fleet') or {}).items():
+        add('4 fleet', '`blackout.yml`, %s host%s' % (n, 's' if n != '1' else ''), v['blackout'])
+    for n, v in (res.get('fleet') or {}).items():
+        add('4 fleet', '`restore.yml`, %s host%s' % (n, 's' if n != '1' else ''), v['restore'])
+    cut = res.get('cut')
+    if cut:
+        add('5 time to cut', 'blackout task start → first refusal (external path)', cut['cut_from_task_start'])
+        if 'task_result_from_task_start' in cut:
+            add('5 time to cut', 'blackout task start → task result on the controller',
+                cut['task_result_from_task_start'])
+        if 'reopen_from_task_start' in cut:
+            add('5 time to cut', 'restore task start → first answer again', cut['reopen_from_task_start'])
+    module = res.get('module')
+    if module:
+        add('6 module', '**module (changing) on the host**', module['present'])
+        add('6 module', 'module, nothing to change', module['unchanged'])
+        add('6 module', 'module, state=absent', module['absent'])
+        add('6 module', 'reference: `ping` module on the host', module['ping'])
+        add('6 module', 'reference: `python3 -c pass`', module['python_startup'])
+    lines = ['| section | measurement | median | spread: min – max (IQR) | n |', '|---|---|---|---|---|'] + rows
+    lines += ['', '| target | measured | met |', '|---|---|---|']
+    for key, (desc, limit, op) in TARGETS.items():
+        value = ratio(res, key)
+        if value is None:
+            continue
+        met = value <= limit if op == '<=' else value >= limit
+        shown = fmt_s(value) if key == 'module' else '%.2f×' % value
+        lines.append('| %s | %s | %s |' % (desc, shown, 'yes' if met else '**no**'))
+    return '\n'.join(lines)
+
+
+def plot(res: dict, path: str) -> None:
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    fig.suptitle('netfence.docker benchmarks (%s, %s)' % (res['meta']['date'], res['meta']['git']), fontsize=11)
+
+    def bars(ax, labels, sums, title, unit='s', colors=None):
+        med = [s['median'] for s in sums]
+        err = [[s['median'] - s['min'] for s in sums], [s['max'] - s['median'] for s in sums]]
+        scale = 1000 if unit == 'ms' else 1
+        ax.bar(range(len(labels)), [m * scale for m in med], yerr=[[e * scale for e in err[0]], [e * scale for e in err[1]]],
+               capsize=4, color=colors or 'tab:blue')
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels(labels, fontsize=8)
+        ax.set_ylabel(unit)
+        ax.set_title(title, fontsize=10)
+        for i, m in enumerate(med):
+            ax.annotate(fmt_s(m), (i, m * scale), textcoords='offset points', xytext=(0, 3), ha='center', fontsize=7)
+
+    for ax in axes.flat:                    # switched back on for the sections that ran
+        ax.set_axis_off()
+    if 'single' in res:
+        ax = axes[0][0]
+        ax.set_axis_on()
+        s = res['single']
+        bars(ax, ['floor\n(ping)', 'blackout.yml', 'restore.yml', 'hand-written\nblackout', 'hand-written\nrestore'],
+             [s['floor'], s['blackout'], s['restore'], s['handwritten_blackout'], s['handwritten_restore']],
+             '1. one service, one host: playbook wall time',
+             colors=['tab:gray', 'tab:blue', 'tab:cyan', 'tab:red', 'tab:orange'])
+    if 'replicas' in res:
+        ax = axes[0][1]
+        ax.set_axis_on()
+        ks = list(res['replicas'])
+        bars(ax, ['k=%s' % k for k in ks], [res['replicas'][k]['present'] for k in ks],
+             '2. replicas: module time on the host', unit='ms')
+    if 'foreign' in res:
+        ax = axes[0][2]
+        ax.set_axis_on()
+        bars(ax, ['empty DOCKER-USER', '10,000 foreign rules'],
+             [res['foreign']['empty']['present'], res['foreign']['foreign']['present']],
+             '3. foreign rules: module time on the host', unit='ms')
+    if 'fleet' in res:
+        ax = axes[1][0]
+        ax.set_axis_on()
+        ns = list(res['fleet'])
+        bars(ax, ['%s host%s' % (n, 's' if n != '1' else '') for n in ns], [res['fleet'][n]['blackout'] for n in ns],
+             '4. fleet: blackout.yml wall time (forks %d)' % FORKS)
+    if 'cut' in res:
+        ax = axes[1][1]
+        ax.set_axis_on()
+        c = res['cut']
+        keys = [k for k in ('cut_from_task_start', 'task_result_from_task_start', 'reopen_from_task_start') if k in c]
+        names = {'cut_from_task_start': 'blackout task start\n→ first refusal',
+                 'task_result_from_task_start': 'blackout task start\n→ task result',
+                 'reopen_from_task_start': 'restore task start\n→ answers again'}
+        bars(ax, [names[k] for k in keys], [c[k] for k in keys], '5. time to cut (probe from outside)')
+    if 'module' in res:
+        ax = axes[1][2]
+        ax.set_axis_on()
+        m = res['module']
+        bars(ax, ['python3\n-c pass', 'ping\nmodule', 'blackout\n(changing)', 'blackout\n(no change)', 'restore\n(absent)'],
+             [m['python_startup'], m['ping'], m['present'], m['unchanged'], m['absent']],
+             "6. module's own time on the host", unit='ms',
+             colors=['tab:gray', 'tab:gray', 'tab:blue', 'tab:blue', 'tab:cyan'])
+        ax.axhline(150, color='tab:red', linestyle='--', linewidth=1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_results(res: dict) -> str:
+    os.makedirs(RESULTS, exist_ok=True)
+    meta = res['meta']
+    text = ['# netfence.docker benchmark results', '',
+            '%s; %s; lab instance `%s`; %d rounds (interleaved); load average %s → %s.' % (
+                meta['date'], meta['git'], INSTANCE, meta['rounds'], meta['load_before'], meta.get('load_after', '?')),
+            '', table(res), '',
+            'Machine: ' + ', '.join('%s %s' % (k, v) for k, v in meta['machine'].items()) + '.',
+            '', 'Versions: ' + '; '.join('%s %s' % (k, v) for k, v in meta['versions'].items()) + '.',
+            '', '![plot](bench.png)', '']
+    md = '\n'.join(text)
+    with open(os.path.join(RESULTS, 'results.md'), 'w', encoding='utf-8') as handle:
+        handle.write(md)
+    with open(os.path.join(RESULTS, 'results.json'), 'w', encoding='utf-8') as handle:
+        json.dump(res, handle, indent=1, sort_keys=True)
+    plot(res, os.path.join(RESULTS, 'bench.png'))
+    return md
+
+
+# --------------------------------------------------------------------------- main
+
+def cleanup(hosts: list[lab.LabHost]) -> None:
+    """Leave no netfence or foreign rule and no replica behind (best effort, bounded)."""
+    with contextlib.suppress(Exception):
+        client = lab.get_host(HOST).client(timeout=60)
+        try:
+            remove_replicas(client)
+        finally:
+            client.close()
+    with contextlib.suppress(Exception):
+        restore('all')
+    for host in hosts:
+        with contextlib.suppress(Exception):
+            if netfence_rule_count(host):
+                log('WARNING: netfence rules left on %s' % host.name)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+    parser.add_argument('--rounds', type=int, default=int(os.environ.get('NETFENCE_BENCH_ROUNDS', '5')))
+    parser.add_argument('--sections', default=os.environ.get('NETFENCE_BENCH_SECTIONS', '1,2,3,4,5,6'))
+    parser.add_argument('--keep-lab', action='store_true', default=bool(os.environ.get('NETFENCE_BENCH_KEEP_LAB')),
+                        help='leave the bench lab up at the end (default: take it down if this run brought it up)')
+    args = parser.parse_args(argv)
+    sections = {int(s) for s in args.sections.split(',') if s.strip()}
+    if args.rounds < 1:
+        parser.error('--rounds must be at least 1')
+    started = time.monotonic()
+    if os.geteuid() != 0:
+        raise BenchError('run as root (the lab needs it)')
+    if not target_python_is_clean():
+        raise BenchError('%s can import docker or requests: the targets must not have them' % TARGET_PYTHON)
+    existed = os.path.exists(lab.STATE_FILE)
+    log('lab instance %r: bringing up 6 hosts' % INSTANCE)
+    hosts = lab.up(hosts=6)
+    log('lab up after %.0f s' % (time.monotonic() - started))
+    ensure_target_venv()
+    res: dict = {'meta': {'date': dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+                          'git': git_state(), 'rounds': args.rounds, 'load_before': loadavg(),
+                          'machine': machine(), 'versions': versions(), 'instance': INSTANCE}}
+    workdir = tempfile.mkdtemp(prefix='netfence-bench-')
+    try:
+        log('restore.yml on every host: a clean start, and every SSH master up (%.1f s)' % restore('all'))
+        for host in hosts:
+            if netfence_rule_count(host):
+                raise BenchError('%s has netfence rules before the bench' % host.name)
+        payloads = Payloads(workdir)
+        if sections & {2, 3, 6}:
+            payloads.capture('netfence.docker.blackout', {'service': 'netfence-bench-nothing', 'state': 'absent'})
+            payloads.capture('ansible.builtin.ping', {})
+        if 1 in sections:
+            section_single(args.rounds, res)
+            section_breakdown(res)
+        if 2 in sections:
+            section_replicas(args.rounds, payloads, res)
+        if 3 in sections:
+            section_foreign(args.rounds, payloads, res)
+        if 4 in sections:
+            section_fleet(args.rounds, res)
+        if 5 in sections:
+            section_cut(args.rounds, res)
+        if 6 in sections:
+            section_module(args.rounds, payloads, res)
+            profile_module(res)
+    finally:
+        cleanup(hosts)
+        shutil.rmtree(workdir, ignore_errors=True)
+    res['meta']['load_after'] = loadavg()
+    res['meta']['seconds'] = round(time.monotonic() - started, 1)
+    md = write_results(res)
+    sys.stdout.write(md + '\n')
+    log('done in %.0f s; results in %s' % (time.monotonic() - started, RESULTS))
+    if not existed and not args.keep_lab:
+        log('taking the bench lab down (it was not up before; --keep-lab to keep it)')
+        lab.down()
+    return 0
+
+
+if __name__ == '__main__':
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        sys.stderr.write('bench: %s\n' % exc)
+        sys.exit(1)
