@@ -268,8 +268,15 @@ def _match_tokens(
     range_opt: str = '--src-range',
     ctdir: str | None = None,
     expires: dt.datetime | None = None,
+    no_rst: bool = False,
 ) -> list[str]:
-    """Tokens in canonical iptables-save order (without comment and target)."""
+    """Tokens in canonical iptables-save order (without comment and target).
+
+    ``no_rst`` (TCP only): ``! --tcp-flags RST RST``, for rules on the service's reply direction:
+    the reset our own REJECT in OUTPUT sends to a client on this host comes from the service's
+    address in the reply direction of the connection; a REJECT there would swallow it (no reset
+    is ever sent for a reset) and the client would hang instead of being refused.
+    """
     tokens: list[str] = []
     if src:
         tokens += _neg(src_neg, '-s', src)
@@ -279,6 +286,8 @@ def _match_tokens(
         tokens += _neg(proto_neg, '-p', proto)
     if port is not None:
         tokens += ['-m', t.cast(str, proto), port_opt, str(port)]
+    if no_rst and proto == 'tcp' and not proto_neg:
+        tokens += ([] if port is not None else ['-m', 'tcp']) + ['!', '--tcp-flags', 'RST', 'RST']
     for cidr in ranges:
         net = ipaddress.ip_network(cidr)
         tokens += ['-m', 'iprange', '!', range_opt,
@@ -379,9 +388,9 @@ class _Planner:
                      src=addr, ctdir='ORIGINAL', expires=exp, **input_neg)
         if forward:
             self.rejects(family, forward, 'reply', container, addr, '--sport',
-                         src=addr, ctdir='REPLY', expires=exp)
+                         src=addr, ctdir='REPLY', expires=exp, no_rst=True)
         self.rejects(family, INPUT_CHAIN, 'reply', container, addr, '--sport',
-                     src=addr, ctdir='REPLY', expires=exp, **input_neg)
+                     src=addr, ctdir='REPLY', expires=exp, no_rst=True, **input_neg)
 
     def reply_resets(self, family: str, chain: str, container: Container, addr: str,
                      neg: dict[str, t.Any]) -> None:
@@ -400,7 +409,7 @@ class _Planner:
         for port in tcp_ports or [None]:
             self.add(family, chain, 'reply', container, addr,
                      _match_tokens(src=addr, proto='tcp', port=port, port_opt='--sport', ctdir='REPLY',
-                                   expires=self.options.expires, **neg),
+                                   expires=self.options.expires, no_rst=True, **neg),
                      self.targets(family, 'tcp'))
 
     def loopback(self, family: str, containers: list[Container]) -> None:

@@ -137,8 +137,8 @@ def test_expires_after():
 # --- golden rule text -----------------------------------------------------------------------
 
 DEFAULT_GOLDEN = [
-    'ipv4 -A DOCKER-USER -s 172.18.0.2/32 -p tcp -m conntrack --ctdir REPLY -m comment --comment '
-    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=34976eaa" -j REJECT --reject-with tcp-reset',
+    'ipv4 -A DOCKER-USER -s 172.18.0.2/32 -p tcp -m tcp ! --tcp-flags RST RST -m conntrack --ctdir REPLY -m comment --comment '
+    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=a90eff1b" -j REJECT --reject-with tcp-reset',
     'ipv4 -A DOCKER-USER -d 172.18.0.2/32 -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=forward h=6fd44563" -j REJECT --reject-with tcp-reset',
     'ipv4 -A DOCKER-USER -d 172.18.0.2/32 ! -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
@@ -147,12 +147,12 @@ DEFAULT_GOLDEN = [
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=host h=fcf66de9" -j REJECT --reject-with tcp-reset',
     'ipv4 -A OUTPUT -d 172.18.0.2/32 ! -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=host h=1eaf8b81" -j REJECT --reject-with icmp-port-unreachable',
-    'ipv4 -A INPUT -s 172.18.0.2/32 -p tcp -m conntrack --ctdir REPLY -m comment --comment '
-    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=578f8348" -j REJECT --reject-with tcp-reset',
+    'ipv4 -A INPUT -s 172.18.0.2/32 -p tcp -m tcp ! --tcp-flags RST RST -m conntrack --ctdir REPLY -m comment --comment '
+    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=bc3b9218" -j REJECT --reject-with tcp-reset',
     'ipv4 -A OUTPUT -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=loopback h=462922b7" -j REJECT --reject-with tcp-reset',
-    'ipv6 -A DOCKER-USER -s fd00::2/128 -p tcp -m conntrack --ctdir REPLY -m comment --comment '
-    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=c8c0f2f5" -j REJECT --reject-with tcp-reset',
+    'ipv6 -A DOCKER-USER -s fd00::2/128 -p tcp -m tcp ! --tcp-flags RST RST -m conntrack --ctdir REPLY -m comment --comment '
+    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=ee8ba4b9" -j REJECT --reject-with tcp-reset',
     'ipv6 -A DOCKER-USER -d fd00::2/128 -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=forward h=43cd040e" -j REJECT --reject-with tcp-reset',
     'ipv6 -A DOCKER-USER -d fd00::2/128 ! -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
@@ -161,8 +161,8 @@ DEFAULT_GOLDEN = [
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=host h=a55ecc94" -j REJECT --reject-with tcp-reset',
     'ipv6 -A OUTPUT -d fd00::2/128 ! -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=host h=2c74a1f9" -j REJECT --reject-with icmp6-port-unreachable',
-    'ipv6 -A INPUT -s fd00::2/128 -p tcp -m conntrack --ctdir REPLY -m comment --comment '
-    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=4c36a7a8" -j REJECT --reject-with tcp-reset',
+    'ipv6 -A INPUT -s fd00::2/128 -p tcp -m tcp ! --tcp-flags RST RST -m conntrack --ctdir REPLY -m comment --comment '
+    '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=reply h=b6de68a8" -j REJECT --reject-with tcp-reset',
     'ipv6 -A OUTPUT -d ::1/128 -p tcp -m tcp --dport 8080 -m conntrack --ctdir ORIGINAL -m comment --comment '
     '"netfence bo=web ct=web-1 id=0123456789ab since=20250601T120000Z p=loopback h=8d94495f" -j REJECT --reject-with tcp-reset',
 ]
