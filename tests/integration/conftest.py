@@ -2,8 +2,8 @@
 
 Fixtures (all generic, use them from any test module here):
 
-- ``lab`` (session): ``netfence_lab.up()`` (idempotent; the lab the environment selects) →
-  list of ``netfence_lab.LabHost``. Skips the test when not run as root.
+- ``lab`` (session): ``netfence_lab.up()`` (idempotent; the lab the environment selects, an
+  existing lab keeps its shape) → list of ``netfence_lab.LabHost``. Skips when not root.
 - ``inventory`` (session): path of the lab's Ansible inventory.
 - ``hosts_by_series`` (session): ``{'20.10': ['h1', 'h3'], '28': ['h2']}`` from the inventory's
   ``netfence_lab_docker_series``.
@@ -92,12 +92,25 @@ _snapshot_root_firewall()
 
 # --------------------------------------------------------------------------- the lab
 
+def lab_up():
+    """``netfence_lab.up()`` keeping the shape of a lab that exists (hosts, versions, configs), so
+    that an instance brought up with other options is healed, never rebuilt to the default."""
+    try:
+        existing = netfence_lab.lab_hosts()
+    except netfence_lab.LabError:
+        existing = []
+    if not existing:
+        return netfence_lab.up()
+    return netfence_lab.up(hosts=len(existing), versions=[h.series for h in existing],
+                           configs=['+'.join(getattr(h, 'configs', ()) or ('default',)) for h in existing])
+
+
 @pytest.fixture(scope='session')
 def lab():
     """Bring the lab the environment selects up (a no-op when healthy); its hosts."""
     if os.geteuid() != 0:
         pytest.skip('the lab needs root')
-    return netfence_lab.up()
+    return lab_up()
 
 
 @pytest.fixture(scope='session')
