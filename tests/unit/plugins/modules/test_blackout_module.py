@@ -60,6 +60,7 @@ def lines(result, key='added'):
     ({'service': 'memcached', 'allow_from': ['::/0']}, 'would allow everyone'),
     ({'service': 'memcached', 'docker_host': 'http://h:2375'}, "docker_host 'http://h:2375' is not supported"),
     ({'service': 'memcached', 'docker_host': 'unix://relative.sock'}, 'the unix socket path must be absolute'),
+    ({'service': 'memcached', 'bogus_option': 1}, 'Unsupported parameters for'),  # (basic.py) here
 ])
 def test_bad_arguments_fail_before_anything_runs(fake_host, run_module, args, msg):
     firewall, engine = fake_host
