@@ -190,6 +190,15 @@ def test_missing_service_fails_clearly(lab):
     assert_no_rule(lab)
 
 
+def test_invalid_input_changes_nothing(lab):
+    run = playbook('blackout', '-e', f'service={SERVICE}', '-e', 'direction=sideways')
+    assert run.rc != 0, run
+    assert any(msg.startswith('Invalid input, nothing was changed') and 'netfence_direction' in msg
+               for msg in run.failure_messages()), run
+    assert not any(s['changed'] for s in run.stats.values()), run
+    assert_no_rule(lab)
+
+
 def test_status_before(lab):
     run = playbook('status', '-e', f'service={SERVICE}')
     assert run.rc == 0, run
