@@ -562,7 +562,7 @@ class InfoManager(_HostManager):
         expired = bool(expires) and expires <= iso(self.now)
         return {'name': name, 'state': 'expired' if expired else 'broken', 'since': entry.get('since'),
                 'expires': expires, 'containers': [], 'paths': [], 'rules': by_family([]),
-                'drift': {'stale': {}, 'uncovered': {}, 'taken': {}}, 'missing_paths': {}}
+                'drift': {'stale': {}, 'uncovered': {}, 'taken': {}}, 'drift_checked': False, 'missing_paths': {}}
 
     def with_record(self, report: dict[str, t.Any], entry: dict[str, t.Any] | None,
                     rules: list[t.Any]) -> dict[str, t.Any]:
@@ -675,6 +675,8 @@ class InfoManager(_HostManager):
             'paths': sorted({r.tag.path for r in rules}),
             'rules': by_family(rules),
             'drift': {'stale': stale, 'uncovered': uncovered, 'taken': taken},
+            # False when the engine did not answer: no drift could be seen, 'active' is then unproven.
+            'drift_checked': docker_ok,
             'missing_paths': missing_paths,
         }
 

@@ -93,6 +93,11 @@ blackouts:
           addresses the host no longer has, C(uncovered) host addresses without rules (a bridge
           network created since, for example).
       type: dict
+    drift_checked:
+      description:
+        - Whether the rules could be compared with the containers. False when the Docker engine
+          did not answer (see RV(docker)); the state is then V(active) without proof.
+      type: bool
     missing_paths:
       description: Per address, the paths expected but with no rule (lost rules).
       type: dict
