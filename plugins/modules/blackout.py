@@ -247,6 +247,37 @@ firewall:
   description: What the module found on the host and used.
   returned: always
   type: dict
+  contains:
+    backend:
+      description: Where the rules went, V(iptables) or V(nftables).
+      type: str
+    backend_reason:
+      description: Why that backend was chosen.
+      type: str
+    variant:
+      description: The iptables variant that holds Docker's chains (V(nft) or V(legacy)).
+      type: str
+    families:
+      description: Address families with rules (V(ipv4), V(ipv6)).
+      type: list
+      elements: str
+    forward_chain:
+      description: Per family, the chain used for traffic crossing FORWARD.
+      type: dict
+    bridge:
+      description:
+        - Set when br_netfilter does not pass bridged traffic to iptables; the sysctls read, the
+          families filtered in C(table bridge netfence) and how (V(stateful-reject) or
+          V(stateless-drop)).
+      type: dict
+    notes:
+      description: Anything worth knowing about the host's firewall, such as a variant mismatch.
+      type: list
+      elements: str
+    cleaned:
+      description: Empty base chains and tables the module had created and removed again.
+      type: list
+      elements: str
   sample:
     variant: nft
     families: [ipv4, ipv6]

@@ -39,9 +39,9 @@ def test_tarball_holds_only_what_users_need(installed):
                    'roles/blackout/meta/argument_specs.yml', 'playbooks/blackout.yml', 'playbooks/restore.yml',
                    'playbooks/status.yml', 'changelogs/changelog.yaml'):
         assert needed in names
-    unwanted = [n for n in names if n.split('/')[0] in ('tests', 'bench', 'tools', 'docs', 'build', '.ci', '.ansible',
-                                                       'extensions')
-                or n.startswith('playbooks/collections') or n.endswith('.pyc') or n == 'Makefile']
+    dev_only = ('tests', 'bench', 'tools', 'docs', 'build', '.ci', '.ansible', 'extensions')
+    unwanted = [n for n in names if n.split('/')[0] in dev_only or n.startswith('playbooks/collections')
+                or n.endswith('.pyc') or n == 'Makefile']
     assert unwanted == []
     assert not [m for m in tarfile.open(tarball).getmembers() if m.issym()], 'no symlinks in the tarball'
 

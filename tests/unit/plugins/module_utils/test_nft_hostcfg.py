@@ -191,8 +191,9 @@ def test_cleanup_created_deletes_only_empty_recorded_chains():
             return 0, '', ''
         return 1, '', 'unexpected'
 
-    keep, done = _hostcfg.cleanup_created(run, 'nft', [['ip6', 'filter', None], ['ip6', 'filter', 'OUTPUT'],
-                                                        ['ip', 'filter', 'OUTPUT'], ['ip', 'filter', 'DOCKER-USER']])
+    created = [['ip6', 'filter', None], ['ip6', 'filter', 'OUTPUT'], ['ip', 'filter', 'OUTPUT'],
+               ['ip', 'filter', 'DOCKER-USER']]
+    keep, done = _hostcfg.cleanup_created(run, 'nft', created)
     assert done == ['ip filter OUTPUT', 'ip6 filter OUTPUT', 'ip6 filter']
     assert keep == [['ip', 'filter', 'DOCKER-USER']]  # still holds a rule: kept, watched
     assert ('ip6', 'filter') not in tables and 'DOCKER-USER' in tables[('ip', 'filter')]

@@ -200,7 +200,7 @@ def fake_host(monkeypatch, tmp_path):
 
     monkeypatch.setattr(basic.AnsibleModule, 'run_command', run_command)
     monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', get_bin_path)
-    monkeypatch.setattr(_docker_api.EngineClient, 'list_containers', lambda client: engine.list_containers(client))
+    monkeypatch.setattr(_docker_api.EngineClient, 'list_containers', lambda client: engine.list_containers(client))  # pylint: disable=unnecessary-lambda
     monkeypatch.setattr(_manager, 'dt', types.SimpleNamespace(datetime=FrozenDateTime, timedelta=dt.timedelta,
                                                               timezone=dt.timezone))
     return firewall, engine

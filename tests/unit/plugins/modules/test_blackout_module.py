@@ -263,7 +263,7 @@ def test_restore_removes_only_this_blackout(fake_host, run_module):
     bl = run_module(main, {'service': 'memcached'})
     check = run_module(main, {'service': 'memcached', 'state': 'absent'}, check=True)
     restore = run_module(main, {'service': 'memcached', 'state': 'absent'})
-    assert check['removed'] == restore['removed'] and check['changed'] == restore['changed'] is True
+    assert check['removed'] == restore['removed'] and check['changed'] is True and restore['changed'] is True
     assert sorted(lines(restore, 'removed')) == sorted(lines(bl, 'added'))
     assert firewall.snapshot() == with_bystander
     again = run_module(main, {'service': 'memcached', 'state': 'absent'})
