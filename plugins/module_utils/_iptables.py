@@ -34,6 +34,7 @@ BINARY_NAMES = tuple(
 _COUNTERS_RE = re.compile(r'^\[\d+:\d+\]\s+')
 _CHAIN_RE = re.compile(r'^:(\S+)\s+(\S+)(?:\s+\[\d+:\d+\])?\s*$')
 _RULE_RE = re.compile(r'^-A\s+(\S+)(?:\s+(.*?))?\s*$')
+_TAG_COMMENT_RE = re.compile(r'(?:^|\s)--comment "(netfence bo=[^"\\]*)"(?:\s|$)')
 
 
 class FirewallError(Exception):
@@ -125,6 +126,10 @@ def tag_of(spec: str) -> Tag | None:
     """The netfence tag of a saved rule spec, or None (foreign / unparsable)."""
     if 'netfence bo=' not in spec:  # every tag has it: skip shlex on foreign rules (10k of them: 2 s)
         return None
+    if spec.count('--comment') == 1:  # the usual case, without shlex (300 rules: 70 ms)
+        m = _TAG_COMMENT_RE.search(spec)
+        if m:
+            return parse_tag(m.group(1))
     try:
         tokens = shlex.split(spec)
     except ValueError:
@@ -144,7 +149,7 @@ def netfence_rules(parsed: dict[str, dict[str, t.Any]], family: str) -> list[Exi
             if tag is None:
                 continue
             found.append(ExistingRule(family=family, table=table, chain=chain, spec=spec, tag=tag,
-                                      datestop=_datestop(shlex.split(spec))))
+                                      datestop=_datestop(shlex.split(spec)) if '--datestop' in spec else None))
     return found
 
 
@@ -197,36 +202,44 @@ def diff(
     would not give the planned order in a chain, that chain's desired rules are all re-inserted.
     """
     now = utc(now)
-    wanted = {r.identity for r in desired}
+    # A rule's identity renders (and re-validates) its tag: compute each one once (300 rules: 0.1 s).
+    idents: dict[int, tuple[str, str, str, str]] = {id(r): r.identity for r in list(existing) + list(desired)}
+
+    def ident(rule: AnyRule) -> tuple[str, str, str, str]:
+        return idents[id(rule)]
+
+    wanted = {ident(r) for r in desired}
     to_remove: list[ExistingRule] = []
     kept: dict[tuple[str, str, str, str], ExistingRule] = {}
     kept_order: list[ExistingRule] = []
     for rule in existing:
-        if (rule.tag.bo == name and rule.identity not in wanted) or rule.expired(now) or rule.identity in kept:
+        if (rule.tag.bo == name and ident(rule) not in wanted) or rule.expired(now) or ident(rule) in kept:
             to_remove.append(rule)
         else:
-            kept[rule.identity] = rule
+            kept[ident(rule)] = rule
             kept_order.append(rule)
     live = [r for r in desired if not _rule_expired(r, now)]
-    to_add = [r for r in live if r.identity not in kept]
+    to_add = [r for r in live if ident(r) not in kept]
     # Per chain, inserting additions at the top gives [added..., kept...]; check that equals the plan.
     for key in sorted({(r.family, r.table, r.chain) for r in to_add}):
         planned = [r for r in live if (r.family, r.table, r.chain) == key]
-        adding = {r.identity for r in to_add}
-        result = [r.identity for r in planned if r.identity in adding]
-        result += [r.identity for r in kept_order
-                   if (r.family, r.table, r.chain) == key and r.identity in wanted]
-        if result != [r.identity for r in planned]:
+        adding = {ident(r) for r in to_add}
+        result = [ident(r) for r in planned if ident(r) in adding]
+        result += [ident(r) for r in kept_order
+                   if (r.family, r.table, r.chain) == key and ident(r) in wanted]
+        if result != [ident(r) for r in planned]:
             for rule in kept_order:
-                if (rule.family, rule.table, rule.chain) == key and rule.identity in wanted and rule not in to_remove:
+                if (rule.family, rule.table, rule.chain) == key and ident(rule) in wanted and rule not in to_remove:
                     to_remove.append(rule)
-                    to_add.append(next(r for r in planned if r.identity == rule.identity))
+                    to_add.append(next(r for r in planned if ident(r) == ident(rule)))
     order = {id(r): i for i, r in enumerate(desired)}
     to_add.sort(key=lambda r: order[id(r)])
     return to_add, to_remove
 
 
 def _rule_expired(rule: Rule, now: dt.datetime) -> bool:
+    if '--datestop' not in rule.spec:  # no expiry: no need to tokenise the rule
+        return False
     stop = _datestop(shlex.split(rule.spec))
     return stop is not None and stop <= now
 

@@ -114,3 +114,33 @@ def test_save_after_detect_reads_the_firewall_once_per_family():
     assert len(calls) == n                      # nothing read twice
     fw.save('ipv4')                             # a later read is a fresh one
     assert calls[-1] == ['/usr/sbin/iptables-nft-save', '-t', 'filter']
+
+
+def test_tag_of_fast_path_agrees_with_shlex():
+    specs = [
+        '-d 10.0.0.2/32 -m comment --comment "%s" -j REJECT' % TAG,
+        '-d 10.0.0.2/32 -m comment --comment "%s"' % TAG,
+        '-m comment --comment "%s" -m comment --comment "%s" -j DROP' % (TAG, TAG),
+        '-m comment --comment "x --comment \\"%s\\"" -j DROP' % TAG,
+        '-m comment --comment "%s extra" -j DROP' % TAG,
+        '-m comment --comment "%sx" -j DROP' % TAG,
+    ]
+    expected = [TAG, TAG, None, None, None, None]
+    assert [None if t is None else t.render() for t in map(tag_of, specs)] == expected
+
+
+def test_diff_many_rules_is_linear_enough():
+    import datetime as dt
+    from ansible_collections.netfence.docker.plugins.module_utils._iptables import diff
+    from ansible_collections.netfence.docker.plugins.module_utils._planner import Chains, Options, plan
+    from ansible_collections.netfence.docker.plugins.module_utils._docker_api import containers_from_api
+    since = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    api = [{'Id': '%064x' % (i + 1), 'Names': ['/web-%d' % i], 'State': 'running', 'Labels': {},
+            'HostConfig': {'NetworkMode': 'net'}, 'Ports': [],
+            'NetworkSettings': {'Networks': {'net': {'IPAddress': '172.20.%d.%d' % (i // 200, i % 200 + 2),
+                                                     'GlobalIPv6Address': ''}}}} for i in range(50)]
+    containers = containers_from_api(api)
+    chains = Chains(forward={'ipv4': 'DOCKER-USER', 'ipv6': 'FORWARD'}, families=('ipv4', 'ipv6'))
+    desired = plan('web', containers, Options.build(), since, chains)
+    to_add, to_remove = diff([], desired, 'web', since)
+    assert to_add == list(desired) and to_remove == []
