@@ -267,7 +267,7 @@ def test_parse_ip_json():
 
 
 def _reader(files):
-    return lambda path: files.get(path)
+    return files.get
 
 
 def test_host_addresses_with_ip():
