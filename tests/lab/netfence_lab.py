@@ -57,6 +57,7 @@ CACHE_DIR = '/var/cache/netfence-lab'
 DOCKER28_DIR = os.path.join(CACHE_DIR, 'docker28')
 DOCKER28_LOCK = os.path.join(CACHE_DIR, 'docker28.lock')
 DOCKER_SOCK_PLACEHOLDER = '/run/docker.sock'
+HOST_STATE_DIR = '/var/lib/netfence'  # bind-mounted per lab host in its sshd's mount namespace
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'netfence_lab_agent.py')
 REAPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'netfence_lab_reaper.py')
 
@@ -1137,6 +1138,7 @@ def _write_sshd(host):
         'Subsystem sftp /usr/lib/openssh/sftp-server',
         '',
     ]))
+    state_dir = os.path.join(host.lib_dir, 'netfence-state')
     script = os.path.join(host.lib_dir, 'sshd.sh')
     _write(script, '\n'.join([
         '#!/bin/sh',
@@ -1144,6 +1146,10 @@ def _write_sshd(host):
         'set -e',
         'mount --make-rprivate /',
         f'mount --bind {host.docker_sock} {DOCKER_SOCK_PLACEHOLDER}',
+        # Each lab host keeps its own /var/lib/netfence (the module's state record), as a real
+        # host would: the lab hosts share this machine's filesystem otherwise.
+        f'mkdir -p {state_dir} {HOST_STATE_DIR}',
+        f'mount --bind {state_dir} {HOST_STATE_DIR}',
         'mkdir -p /run/sshd',
         f'exec /usr/sbin/sshd -D -f {config} -E {os.path.join(host.lib_dir, "sshd.log")}',
         '',
