@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
+from nf_helpers import blackout_of, check_ok
 
 SERIES = ('20.10', '28')
 SERVICE = 'memcached'
@@ -47,11 +48,6 @@ QUIET_WAIT = 120.0
 
 
 # --------------------------------------------------------------------------- helpers
-
-def blackout_of(line: str) -> str | None:
-    m = re.search(r'"netfence bo=(\S+) ', line)
-    return m.group(1) if m else None
-
 
 def wait_quiet(host, netfence_rules, timeout: float = QUIET_WAIT) -> None:
     """Wait until the host has no netfence rule (someone else may be using the same lab)."""
@@ -104,11 +100,6 @@ def baseline_problems(host, probe: dict[str, dict[str, str]]) -> dict[str, dict[
     tolerated = {'localhost6'} if 'no-userland-proxy' in configs else set()
     return {name: bad for name, cells in probe.items()
             if (bad := {p: o for p, o in cells.items() if o != 'ok' and p not in tolerated})}
-
-
-def check_ok(result: dict, what: str) -> None:
-    assert not result.get('failed') and not result.get('unreachable'), \
-        f'{what} failed: {result.get("msg")}\n{getattr(result, "stderr", "")[-2000:]}'
 
 
 def exchange_all(held: dict, timeout: float = 2.0) -> dict:

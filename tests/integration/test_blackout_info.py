@@ -8,20 +8,15 @@ drift over time are in test_expiry_drift.py.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 
 import pytest
+from nf_helpers import blackout_of
 
 SERIES = ('20.10', '28')
 MEMCACHED = ('lab-memcached-1', 'lab-memcached-2')
 MINE = ('memcached',)
 QUIET_WAIT = 120.0
-
-
-def blackout_of(line: str) -> str | None:
-    m = re.search(r'"netfence bo=(\S+) ', line)
-    return m.group(1) if m else None
 
 
 def ok(result: dict, what: str) -> dict:

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
+from nf_helpers import blackout_of, check_ok
 
 SERIES = ('20.10', '28')
 MEMCACHED = ('lab-memcached-1', 'lab-memcached-2')
@@ -42,16 +43,6 @@ QUIET_WAIT = 120.0
 
 
 # --------------------------------------------------------------------------- helpers
-
-def blackout_of(line: str) -> str | None:
-    m = re.search(r'"netfence bo=(\S+) ', line)
-    return m.group(1) if m else None
-
-
-def check_ok(result: dict, what: str) -> None:
-    assert not result.get('failed') and not result.get('unreachable'), \
-        f'{what} failed: {result.get("msg")}\n{getattr(result, "stderr", "")[-2000:]}'
-
 
 def utc_epoch(text: str) -> float:
     """'2026-11-27T02:40:39Z' or '2026-11-27T02:40:39' (UTC) → epoch seconds."""

@@ -23,6 +23,7 @@ import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
 import netfence_lab_agent as agent
+from nf_helpers import blackout_of, check_ok
 
 SERIES = ('20.10', '28')
 MEMCACHED = ('lab-memcached-1', 'lab-memcached-2')
@@ -52,16 +53,6 @@ while True:
 
 
 # --------------------------------------------------------------------------- helpers
-
-def blackout_of(line: str) -> str | None:
-    m = re.search(r'"netfence bo=(\S+) ', line)
-    return m.group(1) if m else None
-
-
-def check_ok(result: dict, what: str) -> None:
-    assert not result.get('failed') and not result.get('unreachable'), \
-        f'{what} failed: {result.get("msg")}\n{getattr(result, "stderr", "")[-2000:]}'
-
 
 def table(results: dict) -> str:
     return netfence_lab.render_table(results)
