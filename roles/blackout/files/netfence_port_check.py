@@ -97,10 +97,10 @@ def check(spec):
         # One thread per target: with reject_with=drop every refused attempt lasts connect_timeout.
         outcomes = {}
 
-        def probe(target, outcomes=outcomes):
-            outcomes[id(target)] = attempt(target['host'], int(target['port']), connect_timeout)
+        def probe(target, into):
+            into[id(target)] = attempt(target['host'], int(target['port']), connect_timeout)
 
-        threads = [threading.Thread(target=probe, args=(target,)) for target in pending]
+        threads = [threading.Thread(target=probe, args=(target, outcomes)) for target in pending]
         for thread in threads:
             thread.start()
         for thread in threads:
