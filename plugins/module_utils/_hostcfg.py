@@ -216,16 +216,28 @@ def nft_table(run: Runner, nft: str, nfam: str, table: str) -> dict[str, t.Any] 
             'rules': [o['rule'] for o in data if 'rule' in o]}
 
 
-def nft_chains(run: Runner, nft: str, nfam: str, table: str) -> set[str] | None:
-    """Chain names of an nft table, without listing its rules; None when the table does not exist."""
-    rc, out, _err = run([nft, '-j', 'list', 'chains', nfam], None)
-    chains: set[str] = set()
+def nft_all_chains(run: Runner, nft: str) -> dict[tuple[str, str], set[str]]:
+    """{(nft family, table): chain names} of every table that has a chain, without listing rules."""
+    rc, out, _err = run([nft, '-j', 'list', 'chains'], None)
+    found: dict[tuple[str, str], set[str]] = {}
     if rc == 0:
         try:
-            data = json.loads(out or '{}').get('nftables', [])
-            chains = {o['chain']['name'] for o in data if 'chain' in o and o['chain'].get('table') == table}
-        except (ValueError, AttributeError, KeyError, TypeError):
-            chains = set()
+            for obj in json.loads(out or '{}').get('nftables', []):
+                chain = obj.get('chain') if isinstance(obj, dict) else None
+                if isinstance(chain, dict):
+                    found.setdefault((chain.get('family'), chain.get('table')), set()).add(chain.get('name'))
+        except (ValueError, AttributeError, TypeError):
+            found = {}
+    return found
+
+
+def nft_chains(run: Runner, nft: str, nfam: str, table: str,
+               listed: dict[tuple[str, str], set[str]] | None = None) -> set[str] | None:
+    """Chain names of an nft table, without listing its rules; None when the table does not exist.
+
+    ``listed``: nft_all_chains() already at hand.
+    """
+    chains = (nft_all_chains(run, nft) if listed is None else listed).get((nfam, table))
     if chains:
         return chains
     # No chain listed: tell a missing table from an empty one (cheap, the table holds no rule).
@@ -236,15 +248,17 @@ def nft_chains(run: Runner, nft: str, nfam: str, table: str) -> set[str] | None:
 def missing_base_chains(run: Runner, nft: str, keys: t.Iterable[tuple[str, str]]) -> list[list[t.Any]]:
     """[[nfam, 'filter', chain or None], ...] for the iptables-nft tables/chains that do not exist yet.
 
-    ``keys``: (family, chain) of the rules about to be inserted. One chain listing per family (not the
-    whole table: with 10,000 rules in DOCKER-USER a JSON listing of the table takes seconds).
+    ``keys``: (family, chain) of the rules about to be inserted. One listing of the chains (not of the
+    tables: with 10,000 rules in DOCKER-USER a JSON listing of the table takes seconds).
     """
     created: list[list[t.Any]] = []
+    keys = sorted(set(keys))
+    every = nft_all_chains(run, nft) if keys else {}
     listed: dict[str, set[str] | None] = {}
-    for family, chain in sorted(set(keys)):
+    for family, chain in keys:
         nfam = NFT_FAMILY[family]
         if nfam not in listed:
-            listed[nfam] = nft_chains(run, nft, nfam, 'filter')
+            listed[nfam] = nft_chains(run, nft, nfam, 'filter', every)
         chains = listed[nfam]
         if chains is None:
             if [nfam, 'filter', None] not in created:
