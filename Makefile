@@ -66,7 +66,7 @@ test: deps root-firewall-snapshot lab-up sanity lint molecule
 	NETFENCE_ROOT_FW_BEFORE=$(CURDIR)/$(BUILD)/root-firewall.before \
 	  $(PY) -m pytest -p no:cacheprovider tests/unit tests/integration $(PYTEST_ARGS)
 
-bench: deps lab-up
+bench: deps
 	$(PY) bench/run.py
 
 clean:
