@@ -300,6 +300,7 @@ class _HostManager:
             'notes': list(detection.notes),
         }
 
+
 class BlackoutManager(_HostManager):
     """netfence.docker.blackout: one run = one diff, applied in one transaction per family."""
 
@@ -411,11 +412,11 @@ class BlackoutManager(_HostManager):
                     raise BlackoutError('expires %s is in the past (now %s)' % (iso(deadline), iso(self.now)),
                                         blackout=name)
             try:
-                nft_desired = self.plan_nft(name, containers, dataclasses.replace(options, expires=deadline),
-                                            since, backend)
-                desired = () if backend != 'iptables' else plan(name, containers, dataclasses.replace(options, expires=deadline),
-                               since, detection.chains,
-                               self.host_addresses() if any(host_network(c) for c in containers) else None)
+                planned = dataclasses.replace(options, expires=deadline)
+                nft_desired = self.plan_nft(name, containers, planned, since, backend)
+                if backend == 'iptables':
+                    host_addrs = self.host_addresses() if any(host_network(c) for c in containers) else None
+                    desired = plan(name, containers, planned, since, detection.chains, host_addrs)
             except PlanError as exc:
                 raise BlackoutError(str(exc), blackout=name) from None
         to_add, to_remove = diff(existing, desired, name, self.now)
@@ -468,7 +469,6 @@ class BlackoutManager(_HostManager):
                 'after': ''.join('%s: %s\n' % (f, line) for f in FAMILIES for line in after[f]),
             }
         return result
-
 
     def plan_nft(self, name: str, containers: list[Container], options: Options, since: dt.datetime,
                  backend: str) -> tuple[t.Any, ...]:
@@ -578,7 +578,7 @@ class InfoManager(_HostManager):
             report['state'] = 'broken'
             report['missing_rules'] = len(lost)
             for item in lost:
-                addr = str(item.get('address', '')).split('/')[0]
+                addr = str(item.get('address', '')).split('/', maxsplit=1)[0]
                 paths = set(report['missing_paths'].get(addr, [])) | {item.get('path')}
                 report['missing_paths'][addr] = sorted(p for p in paths if p)
         return report
