@@ -22,7 +22,7 @@ lab-up: deps
 	$(LAB) up
 
 lab-down:
-	@if [ -x $(PY) ]; then $(LAB) down; else python3 tests/lab/lab.py down; fi
+	@if [ -x $(PY) ]; then $(LAB) down --all; else python3 tests/lab/lab.py down --all; fi
 
 lab-status:
 	$(LAB) status

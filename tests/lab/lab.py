@@ -8,6 +8,7 @@
 """
 
 import argparse
+import glob
 import json
 import logging
 import os
@@ -29,6 +30,17 @@ def _out(text):
         sys.exit(0)
 
 
+def _instances():
+    """Names of every lab instance with a state or run directory here ('' = the default lab)."""
+    names = {''}
+    for pattern in ('/var/lib/netfence-lab-*', '/run/netfence-lab-*'):
+        for path in glob.glob(pattern):
+            name = os.path.basename(path).split('netfence-lab-', 1)[1]
+            if netfence_lab.INSTANCE_RE.match(name) and name != 'lab':
+                names.add(name)
+    return sorted(names)
+
+
 def main(argv=None):
     """Command line entry point."""
     parser = argparse.ArgumentParser(prog='lab.py', description=__doc__.split('\n', 1)[0])
@@ -41,7 +53,9 @@ def main(argv=None):
     p_up.add_argument('--configs', default=None,
                       help="comma-separated host configurations, cycled; each a '+'-joined "
                            'set of ' + ', '.join(netfence_lab.CONFIGS) + ' (default: default)')
-    sub.add_parser('down', help='remove everything the lab created')
+    p_down = sub.add_parser('down', help='remove everything the lab created')
+    p_down.add_argument('--all', action='store_true',
+                        help='every lab instance on this machine (NETFENCE_LAB=…), the default lab included')
     p_status = sub.add_parser('status', help='show the hosts')
     p_status.add_argument('--json', action='store_true')
     p_probe = sub.add_parser('probe', help='probe every path to a service')
@@ -67,8 +81,10 @@ def main(argv=None):
                  f'({time.monotonic() - start:.1f} s)'
                  + (f'  [instance {netfence_lab.INSTANCE}]' if netfence_lab.INSTANCE else ''))
         elif args.command == 'down':
-            netfence_lab.down()
-            _out('lab is down')
+            for instance in (_instances() if args.all else [netfence_lab.INSTANCE]):
+                netfence_lab.configure(instance)
+                netfence_lab.down()
+                _out(f'lab {instance or "(default)"} is down')
         elif args.command == 'status':
             rows = netfence_lab.status()
             _out(json.dumps(rows, indent=2) if args.json else netfence_lab.render_status(rows))
