@@ -226,7 +226,7 @@ def ssh_op_seconds(host: lab.LabHost, runs: int = 10) -> dict[str, float]:
             '-i', lab.SSH_KEY, 'root@' + host.addr, 'true']
     subprocess.run(argv, capture_output=True, check=False, timeout=30)
     times = []
-    for _ in range(runs):
+    for dummy in range(runs):
         start = time.perf_counter()
         subprocess.run(argv, capture_output=True, check=False, timeout=30)
         times.append(time.perf_counter() - start)
@@ -361,8 +361,8 @@ class Payloads:
         try:
             result = json.loads(res.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            raise BenchError('payload %s gave no JSON (rc=%s): %s' % (path, res.returncode,
-                                                                     (res.stderr or res.stdout)[-2000:])) from None
+            detail = (res.stderr or res.stdout)[-2000:]
+            raise BenchError('payload %s gave no JSON (rc=%s): %s' % (path, res.returncode, detail)) from None
         if result.get('failed'):
             raise BenchError('payload %s failed: %s' % (path, result.get('msg')))
         return took, result
@@ -590,7 +590,7 @@ def section_foreign(rounds: int, payloads: Payloads, res: dict) -> None:
             raise BenchError('the blackout changed nothing (%s)' % kind)
         data[kind]['present'].append(took)
         data[kind]['present_cpu'].append(Payloads.cpu[-1])
-        took, _ = payloads.run(host, absent)
+        took, dummy = payloads.run(host, absent)
         data[kind]['absent'].append(took)
 
     payloads.run(host, present)             # warm-up
@@ -602,10 +602,10 @@ def section_foreign(rounds: int, payloads: Payloads, res: dict) -> None:
             else:
                 with foreign_rules(host, FOREIGN_RULES, original) as loaded:
                     loads.append(loaded)
-                    for _ in range(REPEAT):
+                    for dummy in range(REPEAT):
                         measure('foreign')
                 continue
-            for _ in range(REPEAT - 1):
+            for dummy in range(REPEAT - 1):
                 measure('empty')
         log('  round %d/%d: empty %.3f/%.3f  10k %.3f/%.3f' % (
             r + 1, rounds, data['empty']['present'][-1], data['empty']['absent'][-1],
@@ -616,8 +616,8 @@ def section_foreign(rounds: int, payloads: Payloads, res: dict) -> None:
 
 def section_fleet(rounds: int, res: dict) -> None:
     """4: 1, 3, 6 hosts: playbook wall time, forks >= hosts."""
-    log('section 4: fleet of %s hosts, forks %d, %d rounds' % (','.join(str(n) for n, _ in FLEET), FORKS, rounds))
-    data = {n: {'blackout': [], 'restore': [], 'blackout_controller_cpu': [], 'floor': []} for n, _ in FLEET}
+    log('section 4: fleet of %s hosts, forks %d, %d rounds' % (','.join(str(n) for n, dummy in FLEET), FORKS, rounds))
+    data = {n: {'blackout': [], 'restore': [], 'blackout_controller_cpu': [], 'floor': []} for n, dummy in FLEET}
 
     def unit(n, limit):
         data[n]['floor'].append(floor(limit))
@@ -633,7 +633,7 @@ def section_fleet(rounds: int, res: dict) -> None:
         for n, limit in rotated(list(FLEET), r):
             unit(n, limit)
         log('  round %d/%d: ' % (r + 1, rounds) + '  '.join(
-            '%d hosts %.2f/%.2f' % (n, data[n]['blackout'][-1], data[n]['restore'][-1]) for n, _ in FLEET))
+            '%d hosts %.2f/%.2f' % (n, data[n]['blackout'][-1], data[n]['restore'][-1]) for n, dummy in FLEET))
     res['fleet'] = {str(n): {st: {'values': v, **summary(v)} for st, v in d.items()} for n, d in data.items()}
 
 
@@ -737,7 +737,7 @@ def section_module(rounds: int, payloads: Payloads, res: dict) -> None:
     data = {k: [] for k in variants}
     cpu = {k: [] for k in variants}
     data['python_startup'] = []
-    for _ in range(2):                      # warm-up
+    for dummy in range(2):                  # warm-up
         for name in ('present', 'unchanged', 'absent', 'ping'):
             payloads.run(host, variants[name])
     for r in range(runs):
