@@ -216,6 +216,19 @@ def nft_table(run: Runner, nft: str, nfam: str, table: str) -> dict[str, t.Any] 
             'rules': [o['rule'] for o in data if 'rule' in o]}
 
 
+def nft_chain(run: Runner, nft: str, nfam: str, table: str, chain: str) -> dict[str, t.Any] | None:
+    """Like nft_table() for one chain of the table: None when the chain (or the table) does not exist."""
+    rc, out, _err = run([nft, '-j', 'list', 'chain', nfam, table, chain], None)
+    if rc != 0:
+        return None
+    try:
+        data = json.loads(out or '{}').get('nftables', [])
+    except ValueError:
+        return None
+    return {'chains': {o['chain']['name'] for o in data if 'chain' in o},
+            'rules': [o['rule'] for o in data if 'rule' in o]}
+
+
 def nft_all_chains(run: Runner, nft: str) -> dict[tuple[str, str], set[str]]:
     """{(nft family, table): chain names} of every table that has a chain, without listing rules."""
     rc, out, _err = run([nft, '-j', 'list', 'chains'], None)
@@ -277,7 +290,8 @@ def cleanup_created(run: Runner, nft: str, created: list[list[t.Any]]) -> tuple[
     keep: list[list[t.Any]] = []
     done: list[str] = []
     for nfam, table, chain in sorted(created, key=lambda e: (e[2] is None, e[0], e[1], e[2] or '')):
-        info = nft_table(run, nft, nfam, table)
+        # A recorded chain: list that chain only (the table may hold 10,000 rules in DOCKER-USER).
+        info = nft_table(run, nft, nfam, table) if chain is None else nft_chain(run, nft, nfam, table, chain)
         if info is None:
             continue
         if chain is not None:

@@ -143,3 +143,26 @@ def test_diff_many_rules_is_linear_enough():
     desired = plan('web', containers, Options.build(), since, chains)
     to_add, to_remove = diff([], desired, 'web', since)
     assert to_add == list(desired) and to_remove == []
+
+
+def test_cleanup_created_lists_recorded_chains_not_their_tables():
+    rules = {('ip', 'filter'): {'INPUT': [], 'OUTPUT': ['r'], 'DOCKER-USER': ['r'] * 10000}}
+    calls = []
+
+    def run(argv, data):
+        calls.append(argv[1:])
+        if argv[1:4] == ['-j', 'list', 'chain']:
+            chains = rules.get((argv[4], argv[5]), {})
+            if argv[6] not in chains:
+                return 1, '', 'Error: No such file or directory'
+            objs = [{'chain': {'name': argv[6]}}] + [{'rule': {'chain': argv[6]}} for dummy in chains[argv[6]]]
+            return 0, json.dumps({'nftables': objs}), ''
+        if argv[1:3] == ['delete', 'chain']:
+            del rules[(argv[3], argv[4])][argv[5]]
+            return 0, '', ''
+        raise AssertionError(argv)
+
+    created = [['ip', 'filter', 'INPUT'], ['ip', 'filter', 'OUTPUT'], ['ip', 'filter', 'FORWARD']]
+    keep, done = _hostcfg.cleanup_created(run, 'nft', created)
+    assert done == ['ip filter INPUT'] and keep == [['ip', 'filter', 'OUTPUT']]
+    assert not any(c[:3] == ['-j', 'list', 'table'] for c in calls)
