@@ -131,12 +131,33 @@ def netns_of(host: lab.LabHost) -> str:
     return path
 
 
-def in_ns(host: lab.LabHost, argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-    """Run argv inside the host's network namespace (never the root namespace)."""
+def in_ns(host: lab.LabHost, argv: list[str], session: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    """Run argv inside the host's network namespace (never the root namespace).
+
+    session=True: also in the mount namespace of the host's sshd, so argv sees the host as an SSH
+    session does (its /var/run/docker.sock, its /var/lib/netfence state record).
+    """
     kwargs.setdefault('capture_output', True)
     kwargs.setdefault('text', True)
     kwargs.setdefault('timeout', 120)
-    return subprocess.run(['nsenter', '--net=' + netns_of(host)] + argv, check=False, **kwargs)
+    prefix = ['nsenter', '--net=' + netns_of(host)]
+    if session:
+        prefix.append('--mount=' + sshd_mount_ns(host))
+    return subprocess.run(prefix + argv, check=False, **kwargs)
+
+
+def sshd_mount_ns(host: lab.LabHost) -> str:
+    """/proc/<pid>/ns/mnt of the host's sshd (checked to be sshd, and not our own namespace)."""
+    pid_file = os.path.join(host.run_dir, 'sshd.pid')
+    with open(pid_file, encoding='ascii') as handle:
+        pid = int(handle.read().strip())
+    with open('/proc/%d/comm' % pid, encoding='ascii') as handle:
+        if handle.read().strip() != 'sshd':
+            raise BenchError('%s: pid %d of %s is not sshd' % (host.name, pid, pid_file))
+    mnt = '/proc/%d/ns/mnt' % pid
+    if os.stat(mnt).st_ino == os.stat('/proc/self/ns/mnt').st_ino:
+        raise BenchError('%s: sshd shares our mount namespace' % host.name)
+    return mnt
 
 
 def netfence_rule_count(host: lab.LabHost) -> int:
@@ -172,17 +193,9 @@ def quiet_bashrc(hosts: list[lab.LabHost]) -> bool:
     empty = os.path.join(lab.LIB_DIR, 'bench-empty-bashrc')
     with open(empty, 'w', encoding='ascii') as handle:
         handle.write('# netfence bench: SSH commands on the bench lab hosts run without ~/.bashrc\n')
-    own = os.stat('/proc/self/ns/mnt').st_ino
     for host in hosts:
-        pid_file = os.path.join(host.run_dir, 'sshd.pid')
-        with open(pid_file, encoding='ascii') as handle:
-            pid = int(handle.read().strip())
-        with open('/proc/%d/comm' % pid, encoding='ascii') as handle:
-            if handle.read().strip() != 'sshd':
-                raise BenchError('%s: pid %d of %s is not sshd' % (host.name, pid, pid_file))
-        mnt = '/proc/%d/ns/mnt' % pid
-        if os.stat(mnt).st_ino == own:
-            raise BenchError('%s: sshd shares our mount namespace: not touching /root/.bashrc' % host.name)
+        mnt = sshd_mount_ns(host)
+        pid = int(mnt.split('/')[2])
         with open('/proc/%d/mountinfo' % pid, encoding='ascii') as handle:
             if any(line.split()[4] == '/root/.bashrc' for line in handle):
                 continue
@@ -351,10 +364,10 @@ class Payloads:
         Also appends the run's CPU time to Payloads.cpu (children's rusage: call from one thread only).
         """
         argv = ['/usr/bin/env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8', 'HOME=/root',
-                'DOCKER_HOST=unix://' + host.docker_sock, TARGET_PYTHON, path]
+                TARGET_PYTHON, path]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        res = in_ns(host, argv)
+        res = in_ns(host, argv, session=True)
         took = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         Payloads.cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -766,10 +779,10 @@ def profile_module(res: dict) -> None:
         os.symlink(ROOT, os.path.join(pp, 'ansible_collections', 'netfence', 'docker'))
         for state in ('present', 'absent'):
             args = json.dumps({'ANSIBLE_MODULE_ARGS': {'service': SERVICE, 'state': state}})
-            argv = ['/usr/bin/env', 'PYTHONPATH=' + pp, 'DOCKER_HOST=unix://' + host.docker_sock,
+            argv = ['/usr/bin/env', 'PYTHONPATH=' + pp,
                     os.path.join(VENV, 'bin', 'python'), '-m', 'pyinstrument', '--show', '*/netfence/*',
                     '-m', 'ansible_collections.netfence.docker.plugins.modules.blackout', args]
-            out = in_ns(host, argv)
+            out = in_ns(host, argv, session=True)
             text = '\n'.join(line for line in out.stdout.splitlines() if not line.startswith('{'))
             with open(os.path.join(RESULTS, 'profile-module-%s.txt' % state), 'w', encoding='utf-8') as handle:
                 handle.write(text + '\n')
