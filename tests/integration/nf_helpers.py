@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import re
+import time
 
+import pytest
+
+QUIET_WAIT = 120.0  # seconds to wait for a lab host without netfence rules
 _BO_RE = re.compile(r'"netfence bo=(\S+) ')
 
 
@@ -16,3 +20,18 @@ def check_ok(result: dict, what: str) -> None:
     """Fail with the module's message (and the tail of ansible's stderr) unless the run succeeded."""
     assert not result.get('failed') and not result.get('unreachable'), \
         f'{what} failed: {result.get("msg")}\n{getattr(result, "stderr", "")[-2000:]}'
+
+
+def wait_quiet(host, netfence_rules, timeout: float = QUIET_WAIT) -> None:
+    """Wait until the host has no netfence rule (someone else may be using the same lab)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rules = netfence_rules(host)
+        if not rules:
+            return
+        if time.monotonic() > deadline:
+            names = sorted({blackout_of(line) for _key, line in rules})
+            pytest.fail(f'{host.name} still has netfence rules of blackouts {names} after {timeout:.0f} s: another '
+                        'run (or a killed earlier run) uses this lab. Use an own lab instance '
+                        '(NETFENCE_LAB=x) or remove them with state=absent.')
+        time.sleep(2)

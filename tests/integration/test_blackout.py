@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
-from nf_helpers import blackout_of, check_ok
+from nf_helpers import blackout_of, check_ok, wait_quiet
 
 SERIES = ('20.10', '28')
 SERVICE = 'memcached'
@@ -44,25 +44,9 @@ HELD = (  # (container, path) kept open across the blackout
 )
 SINCE_RE = re.compile(r'since=\d{8}T\d{6}Z')
 REPORT_DIR = Path(__file__).resolve().parents[1] / 'output' / 'integration'
-QUIET_WAIT = 120.0
 
 
 # --------------------------------------------------------------------------- helpers
-
-def wait_quiet(host, netfence_rules, timeout: float = QUIET_WAIT) -> None:
-    """Wait until the host has no netfence rule (someone else may be using the same lab)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rules = netfence_rules(host)
-        if not rules:
-            return
-        if time.monotonic() > deadline:
-            names = sorted({blackout_of(line) for _key, line in rules})
-            pytest.fail(f'{host.name} still has netfence rules of blackouts {names} after {timeout:.0f} s: another '
-                        'run (or a killed earlier run) uses this lab. Use an own lab instance '
-                        '(NETFENCE_LAB=x) or remove them with state=absent.')
-        time.sleep(2)
-
 
 def restore_mine(host, run_module, netfence_rules) -> None:
     """Remove every rule of the blackouts these tests create (teardown safety net)."""

@@ -8,15 +8,13 @@ drift over time are in test_expiry_drift.py.
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import pytest
-from nf_helpers import blackout_of
+from nf_helpers import blackout_of, wait_quiet
 
 SERIES = ('20.10', '28')
 MEMCACHED = ('lab-memcached-1', 'lab-memcached-2')
 MINE = ('memcached',)
-QUIET_WAIT = 120.0
 
 
 def ok(result: dict, what: str) -> dict:
@@ -31,13 +29,7 @@ def named(result: dict) -> dict:
 @pytest.fixture(scope='module', params=SERIES, ids=lambda s: f'docker{s}')
 def host(request, host_of_series, run_module, netfence_rules):
     lab_host = host_of_series(request.param)
-    deadline = time.monotonic() + QUIET_WAIT
-    while netfence_rules(lab_host):
-        if time.monotonic() > deadline:
-            names = sorted({blackout_of(line) for _k, line in netfence_rules(lab_host)})
-            pytest.fail(f'{lab_host.name} keeps netfence rules of {names}: another run uses this lab '
-                        '(use NETFENCE_LAB=x)')
-        time.sleep(2)
+    wait_quiet(lab_host, netfence_rules)
     yield lab_host
     for name in sorted({blackout_of(line) for _k, line in netfence_rules(lab_host)} & set(MINE)):
         run_module(lab_host, 'blackout', service=name, state='absent')

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
-from nf_helpers import blackout_of, check_ok
+from nf_helpers import blackout_of, check_ok, wait_quiet
 
 SERIES = ('20.10', '28')
 MEMCACHED = ('lab-memcached-1', 'lab-memcached-2')
@@ -39,7 +39,6 @@ BYSTANDER = 'lab-bystander-1'
 TAKER = 'nf-drift-taker'
 MINE = ('memcached', 'bystander')
 DATESTOP_RE = re.compile(r'--datestop (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)')
-QUIET_WAIT = 120.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -79,17 +78,6 @@ def expect(results: dict, cut: tuple[str, ...], cut_as: str = 'refused') -> dict
 
 def all_paths(host) -> dict:
     return netfence_lab.probe(host, service='all')
-
-
-def wait_quiet(host, netfence_rules, timeout: float = QUIET_WAIT) -> None:
-    """Wait until the host has no netfence rule (someone else may be using the same lab)."""
-    deadline = time.monotonic() + timeout
-    while netfence_rules(host):
-        if time.monotonic() > deadline:
-            names = sorted({blackout_of(line) for _key, line in netfence_rules(host)})
-            pytest.fail(f'{host.name} still has netfence rules of {names} after {timeout:.0f} s: another run uses '
-                        'this lab (use an own instance: NETFENCE_LAB=x)')
-        time.sleep(2)
 
 
 @pytest.fixture(scope='module', params=SERIES, ids=lambda s: f'docker{s}')

@@ -23,7 +23,7 @@ import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
 import netfence_lab_agent as agent
-from nf_helpers import blackout_of, check_ok
+from nf_helpers import blackout_of, check_ok, wait_quiet
 
 SERIES = ('20.10', '28')
 MEMCACHED = ('lab-memcached-1', 'lab-memcached-2')
@@ -32,7 +32,6 @@ HOSTNET = 'nf-hostnet-mc'
 HOSTNET_PORT = 11411
 EXTRA_PORT = 11299
 MINE = ('memcached', 'bystander', HOSTNET)
-QUIET_WAIT = 120.0
 
 # A TCP listener answering memcached's `version`, dual-stack, in whatever namespace it runs in.
 LISTENER = r'''
@@ -122,16 +121,6 @@ def listener_in(netns: str):
         proc.kill()
         proc.wait()
         proc.stdout.close()
-
-
-def wait_quiet(host, netfence_rules, timeout: float = QUIET_WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while netfence_rules(host):
-        if time.monotonic() > deadline:
-            names = sorted({blackout_of(line) for _key, line in netfence_rules(host)})
-            pytest.fail(f'{host.name} still has netfence rules of {names} after {timeout:.0f} s: another run uses '
-                        'this lab (use an own instance: NETFENCE_LAB=x)')
-        time.sleep(2)
 
 
 def restore_mine(host, run_module, netfence_rules) -> None:
