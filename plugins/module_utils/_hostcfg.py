@@ -203,9 +203,9 @@ def missing_rules(entry: t.Mapping[str, t.Any], present: t.Iterable[tuple[str, s
 # iptables-nft leftovers
 # ---------------------------------------------------------------------------
 
-def nft_table(run: Runner, nft: str, nfam: str, table: str) -> dict[str, t.Any] | None:
-    """{'chains': set, 'rules': [rule dicts]} of an nft table, or None when it does not exist."""
-    rc, out, _err = run([nft, '-j', 'list', 'table', nfam, table], None)
+def _nft_listing(run: Runner, argv: list[str]) -> dict[str, t.Any] | None:
+    """{'chains': set, 'rules': [rule dicts]} of an ``nft -j list …`` command, or None when it fails."""
+    rc, out, _err = run(argv, None)
     if rc != 0:
         return None
     try:
@@ -214,19 +214,16 @@ def nft_table(run: Runner, nft: str, nfam: str, table: str) -> dict[str, t.Any] 
         return None
     return {'chains': {o['chain']['name'] for o in data if 'chain' in o},
             'rules': [o['rule'] for o in data if 'rule' in o]}
+
+
+def nft_table(run: Runner, nft: str, nfam: str, table: str) -> dict[str, t.Any] | None:
+    """{'chains': set, 'rules': [rule dicts]} of an nft table, or None when it does not exist."""
+    return _nft_listing(run, [nft, '-j', 'list', 'table', nfam, table])
 
 
 def nft_chain(run: Runner, nft: str, nfam: str, table: str, chain: str) -> dict[str, t.Any] | None:
     """Like nft_table() for one chain of the table: None when the chain (or the table) does not exist."""
-    rc, out, _err = run([nft, '-j', 'list', 'chain', nfam, table, chain], None)
-    if rc != 0:
-        return None
-    try:
-        data = json.loads(out or '{}').get('nftables', [])
-    except ValueError:
-        return None
-    return {'chains': {o['chain']['name'] for o in data if 'chain' in o},
-            'rules': [o['rule'] for o in data if 'rule' in o]}
+    return _nft_listing(run, [nft, '-j', 'list', 'chain', nfam, table, chain])
 
 
 def nft_all_chains(run: Runner, nft: str) -> dict[tuple[str, str], set[str]]:
