@@ -24,7 +24,6 @@ docs/design.md; ``h`` hashes ``family|table|chain|rule text|bo|id``). Every chan
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import typing as t
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     Tag,
     _LOOPBACK_BINDS,
     container_addresses,
+    make_tag,
     parse_tag,
     utc,
     validate_blackout_name,
@@ -175,15 +175,7 @@ class _NftPlanner:
         return ['meta time < "%s"' % utc(self.options.expires).strftime(TIME_FORMAT)]
 
     def add(self, nfamily: str, chain: str, path: str, container: Container, address: str, body: str) -> None:
-        cid = container.short_id
-        digest = hashlib.sha1('|'.join((nfamily, TABLE, chain, body, self.name, cid)).encode('utf-8')).hexdigest()[:8]
-        tag = Tag(bo=self.name, ct=container.name, cid=cid, since=self.since, path=path, h=digest)
-        overflow = len('netfence bo=%s ct=%s id=%s since=%s p=%s h=%s' % (
-            tag.bo, tag.ct, tag.cid, 'x' * 16, tag.path, tag.h)) - NFT_MAX_COMMENT
-        if overflow > 0:
-            if overflow >= len(tag.ct):
-                raise PlanError('blackout name %r is too long for an nft rule comment (128 characters)' % self.name)
-            tag = Tag(bo=tag.bo, ct=tag.ct[:len(tag.ct) - overflow], cid=cid, since=tag.since, path=path, h=digest)
+        tag = make_tag(self.name, container, self.since, path, (nfamily, TABLE, chain, body), NFT_MAX_COMMENT)
         if ' %s %s' % (_ip(address) + (' saddr' if path in ('outbound', 'reply') else ' daddr'),
                        _bare(address)) not in ' ' + body:
             raise PlanError('internal error: nft rule without a single-address match: %s' % body)

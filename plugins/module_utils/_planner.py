@@ -116,6 +116,22 @@ def parse_tag(comment: t.Any) -> Tag | None:
                path=m.group('path'), h=m.group('h'))
 
 
+def make_tag(name: str, container: Container, since: dt.datetime, path: str, key: t.Sequence[str],
+             limit: int = MAX_COMMENT) -> Tag:
+    """The tag of one rule: ``h`` hashes ``key`` (family, table, chain, rule text), the blackout
+    and the container id; the container name (informational, the id is authoritative) is
+    shortened so that the comment fits ``limit``."""
+    cid = container.short_id
+    digest = hashlib.sha1('|'.join(tuple(key) + (name, cid)).encode('utf-8')).hexdigest()[:8]
+    ct = container.name
+    overflow = len('netfence bo=%s ct=%s id=%s since=%s p=%s h=%s' % (name, ct, cid, 'x' * 16, path, digest)) - limit
+    if overflow > 0:
+        if overflow >= len(ct):
+            raise PlanError('blackout name %r is too long for a rule comment (%d characters)' % (name, limit))
+        ct = ct[:len(ct) - overflow]
+    return Tag(bo=name, ct=ct, cid=cid, since=utc(since), path=path, h=digest)
+
+
 def quote_arg(value: str) -> str:
     """Quote like xtables_save_string (iptables-save / iptables-restore)."""
     if value and re.fullmatch(r'[A-Za-z0-9_-]+', value):
@@ -317,13 +333,7 @@ class _Planner:
     def add(self, family: str, chain: str, path: str, container: Container, address: str,
             matches: list[str], target: list[str]) -> None:
         body = ' '.join(matches + target)
-        cid = container.short_id
-        digest = hashlib.sha1('|'.join((family, TABLE, chain, body, self.name, cid)).encode('utf-8')).hexdigest()[:8]
-        tag = Tag(bo=self.name, ct=container.name, cid=cid, since=self.since, path=path, h=digest)
-        overflow = len('netfence bo=%s ct=%s id=%s since=%s p=%s h=%s' % (
-            tag.bo, tag.ct, tag.cid, 'x' * 16, tag.path, tag.h)) - MAX_COMMENT
-        if overflow > 0:  # the container name is informational (id is authoritative): shorten it
-            tag = Tag(bo=tag.bo, ct=tag.ct[:len(tag.ct) - overflow], cid=cid, since=tag.since, path=path, h=digest)
+        tag = make_tag(self.name, container, self.since, path, (family, TABLE, chain, body))
         spec = ' '.join(matches + ['-m', 'comment', '--comment', quote_arg(tag.render())] + target)
         rule = Rule(family=family, table=TABLE, chain=chain, spec=spec, tag=tag, path=path, address=address)
         _check_single_address(rule, matches)
