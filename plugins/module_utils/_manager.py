@@ -40,7 +40,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     netfence_rules_in_save,
     restore_payload,
 )
-from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg, _nft
+from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg, _nft, _verify
 from ansible_collections.netfence.docker.plugins.module_utils._nft import (
     Nft,
     NftError,
@@ -82,6 +82,8 @@ BLACKOUT_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     allow_from={'type': 'list', 'elements': 'str'},
     reject_with={'type': 'str', 'choices': ['reset', 'icmp', 'drop'], 'default': 'reset'},
     backend={'type': 'str', 'choices': ['auto', 'iptables', 'nftables'], 'default': 'auto'},
+    verify={'type': 'bool', 'default': False},
+    verify_addresses={'type': 'list', 'elements': 'str', 'default': []},
 )
 
 
@@ -330,6 +332,9 @@ class BlackoutManager(_HostManager):
 
     def options(self) -> tuple[Options, t.Any]:
         p = self.params
+        for address in p['verify_addresses']:
+            if not address or len(address) > 253 or any(ch.isspace() or ch in '/[]' for ch in address):
+                raise BlackoutError('verify_addresses entry %r is not an IP address or host name' % (address,))
         expires = parse_expires(p['expires'])
         try:
             options = Options.build(direction=p['direction'], reject_with=p['reject_with'],
@@ -461,6 +466,12 @@ class BlackoutManager(_HostManager):
                 result['covered'] = _nft.describe(nft_desired, containers)
         result['firewall'].update(backend=backend, backend_reason=backend_why, bridge=self.bridge_decision,
                                   cleaned=cleaned)
+        if p['verify']:
+            result['verify'], checked = self.verify(name, options, containers if present else None,
+                                                    list(existing) + nft_existing)
+            result['containers'] = [container_result(c) for c in checked]
+            if result['verify']['state'] == 'failed':
+                raise BlackoutError(_verify.failure(result['verify']), **result)
         if self.module._diff:  # pylint: disable=protected-access
             result['diff'] = {
                 'before_header': 'netfence rules of %s' % name,
@@ -469,6 +480,39 @@ class BlackoutManager(_HostManager):
                 'after': ''.join('%s: %s\n' % (f, line) for f in FAMILIES for line in after[f]),
             }
         return result
+
+    def verify(self, name: str, options: Options, containers: list[Container] | None,
+               rules: list[t.Any]) -> tuple[dict[str, t.Any], list[Container]]:
+        """Connect to the service's published TCP ports from the host: refused after a blackout,
+        answering after a restore. ``containers`` None (a restore): looked up, when the engine
+        answers. Returns the outcome and the containers checked.
+        """
+        p = self.params
+        expect = 'refused' if p['state'] == 'present' else 'open'
+        if self.module.check_mode:
+            return {'state': 'skipped', 'expect': expect, 'results': [], 'summary': 'skipped: check mode'}, \
+                containers or []
+        if containers is None:
+            try:
+                containers = [c for c in select(self.containers(), service=p['service'], project=p['project'],
+                                                names=p['containers'], labels=p['labels']) if c.running]
+            except BlackoutError as exc:
+                why = 'skipped: the Docker engine could not be queried: %s' % exc
+                return {'state': 'skipped', 'expect': expect, 'results': [], 'summary': why}, []
+        outcome = _verify.check(_verify.targets(containers, options.ports, p['verify_addresses']), expect,
+                                options.allow_from)
+        outcome['summary'] = _verify.summary(outcome)
+        outcome['state'] = 'ok' if outcome['ok'] else 'failed'
+        ids = {c.short_id for c in containers}
+        covering = sorted({r.tag.bo for r in rules
+                           if r.tag.bo != name and r.tag.cid in ids and not r.expired(self.now)})
+        if not outcome['ok'] and expect == 'open' and covering:
+            # Another blackout of the same containers (e.g. project/service next to service) keeps
+            # them closed: this restore did its job.
+            outcome['state'] = 'skipped'
+            outcome['summary'] = ('skipped: the containers are still blacked out by %s (restore %s with the '
+                                  'matching project)' % (', '.join(covering), 'them' if len(covering) > 1 else 'it'))
+        return outcome, containers
 
     def plan_nft(self, name: str, containers: list[Container], options: Options, since: dt.datetime,
                  backend: str) -> tuple[t.Any, ...]:

@@ -143,6 +143,34 @@ options:
     type: str
     choices: [auto, iptables, nftables]
     default: auto
+  verify:
+    description:
+      - After the change, check from the host itself that every published TCP port of the
+        containers refuses connections (O(state=present)) or answers again (O(state=absent)), on
+        V(127.0.0.1), on V(::1) for ports published on V(::) (when something listens there over
+        IPv6), and on each of O(verify_addresses). For containers on the host network, the TCP
+        ports of O(ports) are checked the same way. Only container ports in O(ports) are checked
+        when it is given.
+      - The ports are tried until they behave, for up to 10 seconds after a blackout and 30
+        seconds after a restore (a restored service may need a moment). The module fails,
+        naming the address, port and container, when one does not; the change stays made.
+      - Addresses that O(allow_from) covers are not checked after a blackout (a connection from
+        the host to its own address comes from that address, which the blackout lets through).
+      - After O(state=absent) the containers are looked up on the engine for their ports; when the
+        engine does not answer the check is skipped and says why (the rules are removed all the
+        same). When another blackout of the same containers keeps the ports closed, the check is
+        skipped and names it.
+      - Skipped in check mode. The outcome is in RV(verify).
+    type: bool
+    default: false
+  verify_addresses:
+    description:
+      - The host's own addresses (or host names) to check besides the loopback addresses, for
+        ports published on every address, with O(verify=true). The netfence.docker.blackout role
+        passes the host's C(ansible_host).
+    type: list
+    elements: str
+    default: []
 seealso:
   - module: netfence.docker.blackout_info
   - name: Docker and iptables
@@ -181,10 +209,13 @@ EXAMPLES = r'''
       - 10.0.9.15/32
   become: true
 
-- name: Restore
+- name: Restore, and check that every published port answers again, also on the host's address
   netfence.docker.blackout:
     service: memcached
     state: absent
+    verify: true
+    verify_addresses:
+      - "{{ ansible_host }}"
   become: true
 '''
 
@@ -195,7 +226,9 @@ blackout:
   type: str
   sample: memcached
 containers:
-  description: The containers the blackout covers (empty with O(state=absent)).
+  description:
+    - The containers the blackout covers. With O(state=absent), empty, or with O(verify=true) the
+      running containers of the service that were checked.
   returned: always
   type: list
   elements: dict
@@ -243,6 +276,33 @@ expires:
   description: When the blackout lifts itself (UTC, ISO 8601); null when it does not.
   returned: always
   type: str
+verify:
+  description: The check of the published ports after the change, with O(verify=true).
+  returned: when O(verify=true)
+  type: dict
+  contains:
+    state:
+      description: V(ok), V(failed) (the module then fails) or V(skipped) (check mode, the engine did
+        not answer after a restore, or another blackout keeps the containers closed).
+      type: str
+    expect:
+      description: V(refused) after a blackout, V(open) after a restore.
+      type: str
+    summary:
+      description: One line, as the role prints it.
+      type: str
+    results:
+      description: Per address and port, C(label), C(host), C(port), C(container), C(ok) and
+        C(detail) (such as V(Connection refused)).
+      type: list
+      elements: dict
+  sample:
+    state: ok
+    expect: refused
+    summary: 'refused: 10.213.1.2:11211 127.0.0.1:11211'
+    results:
+      - {label: '127.0.0.1:11211', host: 127.0.0.1, port: 11211, container: lab-memcached-1, ok: true,
+         detail: Connection refused}
 firewall:
   description: What the module found on the host and used.
   returned: always

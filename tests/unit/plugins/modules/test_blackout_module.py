@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from ansible_collections.netfence.docker.plugins.module_utils import _docker_api
+from ansible_collections.netfence.docker.plugins.module_utils import _docker_api, _verify
 from ansible_collections.netfence.docker.plugins.modules.blackout import main
 
 EMPTY = {'ipv4': [], 'ipv6': []}
@@ -60,6 +60,10 @@ def lines(result, key='added'):
     ({'service': 'memcached', 'allow_from': ['::/0']}, 'would allow everyone'),
     ({'service': 'memcached', 'docker_host': 'http://h:2375'}, "docker_host 'http://h:2375' is not supported"),
     ({'service': 'memcached', 'docker_host': 'unix://relative.sock'}, 'the unix socket path must be absolute'),
+    ({'service': 'memcached', 'verify': True, 'verify_addresses': ['10.0.0.0/24']},
+     "verify_addresses entry '10.0.0.0/24' is not an IP address or host name"),
+    ({'service': 'memcached', 'verify': True, 'verify_addresses': ['']}, "verify_addresses entry '' is not"),
+    ({'service': 'memcached', 'verify': 'maybe'}, "argument 'verify' is of type"),
     ({'service': 'memcached', 'bogus_option': 1}, 'Unsupported parameters for'),  # (basic.py) here
 ])
 def test_bad_arguments_fail_before_anything_runs(fake_host, run_module, args, msg):
@@ -327,3 +331,83 @@ def test_commands_are_argv_lists_without_shell(fake_host, run_module):
     run_module(main, {'service': 'memcached'})
     for argv in firewall.calls:
         assert argv[0].startswith('/usr/sbin/') and 'sh' not in argv[0].rsplit('/', 1)[1].split('-')
+
+
+# --- verify: the module checks the published ports from the host ---------------------------
+
+@pytest.fixture
+def ports(monkeypatch):
+    """The published ports as the module's connections see them: {(host, port): connected}
+    (default: refused), and every connection attempted."""
+    state = {'answer': {}, 'tried': []}
+
+    def attempt(host, port, connect_timeout):
+        state['tried'].append((host, port))
+        return (True, 'connected') if state['answer'].get((host, port)) else (False, 'Connection refused')
+
+    monkeypatch.setattr(_verify, 'attempt', attempt)
+    monkeypatch.setattr(_verify, 'listening_tcp6', lambda port: True)
+    monkeypatch.setattr(_verify, 'TIMEOUT', {'refused': 0.0, 'open': 0.0})
+    return state
+
+
+def test_verify_after_a_blackout(fake_host, run_module, ports):
+    result = run_module(main, {'service': 'memcached', 'verify': True, 'verify_addresses': ['10.0.0.2']})
+    assert result['changed'] is True and not result.get('failed')
+    assert result['verify']['state'] == 'ok'
+    assert sorted(set(ports['tried'])) == sorted((h, p) for h in ('127.0.0.1', '::1', '10.0.0.2')
+                                                 for p in (11211, 11212))
+    assert result['verify']['summary'] == ('refused: 10.0.0.2:11211 10.0.0.2:11212 127.0.0.1:11211 127.0.0.1:11212 '
+                                           '[::1]:11211 [::1]:11212')
+
+
+def test_verify_failure_names_the_port_and_keeps_the_change(fake_host, run_module, ports):
+    firewall, _engine = fake_host
+    ports['answer'][('127.0.0.1', 11212)] = True
+    result = run_module(main, {'service': 'memcached', 'verify': True})
+    assert result['failed'] is True and result['changed'] is True
+    assert result['msg'] == ('127.0.0.1:11212 (lab-memcached-2) still accept connections after the blackout '
+                             '(connected)')
+    assert result['verify']['state'] == 'failed'
+    assert set(firewall.rules('ipv4')) == set(result['rules']['ipv4'])
+
+
+def test_verify_after_a_restore_looks_the_containers_up(fake_host, run_module, ports):
+    run_module(main, {'service': 'memcached'})
+    ports['answer'].update({(h, p): True for h in ('127.0.0.1', '::1') for p in (11211, 11212)})
+    result = run_module(main, {'service': 'memcached', 'state': 'absent', 'verify': True})
+    assert result['changed'] is True and result['verify']['state'] == 'ok'
+    assert result['verify']['summary'].startswith('answering: 127.0.0.1:11211 127.0.0.1:11212')
+    assert [c['name'] for c in result['containers']] == ['lab-memcached-1', 'lab-memcached-2']
+    ports['answer'][('127.0.0.1', 11211)] = False
+    result = run_module(main, {'service': 'memcached', 'state': 'absent', 'verify': True})
+    assert result['failed'] is True and result['changed'] is False
+    assert result['msg'] == '127.0.0.1:11211 (lab-memcached-1) do not answer after the restore (Connection refused)'
+
+
+def test_verify_after_a_restore_without_the_engine_is_skipped(fake_host, run_module, ports):
+    firewall, engine = fake_host
+    run_module(main, {'service': 'memcached'})
+    engine.error = _docker_api.DockerApiError('Docker engine unreachable at unix:///x.sock')
+    result = run_module(main, {'service': 'memcached', 'state': 'absent', 'verify': True})
+    assert result['changed'] is True and not result.get('failed')
+    assert result['verify']['state'] == 'skipped'
+    assert result['verify']['summary'] == ('skipped: the Docker engine could not be queried: Docker engine '
+                                           'unreachable at unix:///x.sock')
+    assert firewall.rules('ipv4') == [] and ports['tried'] == []
+
+
+def test_verify_after_a_restore_names_another_blackout_that_keeps_the_ports_closed(fake_host, run_module, ports):
+    run_module(main, {'service': 'memcached'})
+    run_module(main, {'service': 'memcached', 'project': 'lab'})
+    result = run_module(main, {'service': 'memcached', 'state': 'absent', 'verify': True})
+    assert result['changed'] is True and not result.get('failed')
+    assert result['verify']['state'] == 'skipped'
+    assert result['verify']['summary'] == ('skipped: the containers are still blacked out by lab/memcached '
+                                           '(restore it with the matching project)')
+
+
+def test_verify_is_skipped_in_check_mode(fake_host, run_module, ports):
+    result = run_module(main, {'service': 'memcached', 'verify': True}, check=True)
+    assert result['verify'] == {'state': 'skipped', 'expect': 'refused', 'results': [], 'summary': 'skipped: check mode'}
+    assert ports['tried'] == []
