@@ -835,6 +835,7 @@ def section_module(rounds: int, payloads: Payloads, res: dict) -> None:
 def profile_module(res: dict) -> None:
     """pyinstrument on the module (controller venv's Python, the host's netns), text to results/."""
     host = lab.get_host(HOST)
+    os.makedirs(RESULTS, exist_ok=True)
     pp = tempfile.mkdtemp(prefix='netfence-bench-pp-')
     try:
         os.makedirs(os.path.join(pp, 'ansible_collections', 'netfence'))
