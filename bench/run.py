@@ -4,7 +4,8 @@
 
 Runs on its own lab instance (NETFENCE_BENCH_LAB, default 'bench': namespaces nfbench-hN, see
 tests/lab/README.md), never on the default lab. Prints a markdown table and writes it, the raw
-numbers and a plot to bench/results/ (results.md, results.json, bench.png). What is measured, and
+numbers and a plot to bench/results/ (results.md, results.json, bench.png; NETFENCE_BENCH_RESULTS=dir
+writes them elsewhere). What is measured, and
 how, is in bench/RESULTS.md. Every variant is interleaved with the others, round by round.
 
 Sections:
@@ -14,7 +15,8 @@ Sections:
   3 foreign  10,000 unrelated rules in DOCKER-USER vs an empty chain: the module's time
   4 fleet    1, 3, 6 hosts: blackout.yml / restore.yml wall time (forks >= hosts)
   5 cut      time from the blackout task's start until a probe from outside sees a refusal
-  6 module   the module's own cost on the host (its AnsiballZ payload run in the host's netns)
+  6 module   the module's own cost on the host: its AnsiballZ payload run in the host's netns, as a
+             whole process, and the time inside the module alone (bench/inmodule_timer.py)
 
 Safety: every firewall command runs inside a lab namespace of this instance (nsenter --net=
 /run/netns/nf<instance>-hN, checked not to be the root namespace); traffic goes only to lab
@@ -44,7 +46,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-RESULTS = os.path.join(HERE, 'results')
+RESULTS = os.environ.get('NETFENCE_BENCH_RESULTS') or os.path.join(HERE, 'results')
+INMODULE_TIMER = os.path.join(HERE, 'inmodule_timer.py')   # run on the host: time inside the module
 INSTANCE = os.environ.get('NETFENCE_BENCH_LAB', 'bench')
 os.environ['NETFENCE_LAB'] = INSTANCE          # for every lab call and subprocess
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'lab'))
@@ -77,7 +80,8 @@ TARGETS = {   # name: (description, limit, comparison)
     'replicas': ('module, k=50 ≤ 1.2× k=1', 1.2, '<='),
     'foreign': ('module, 10k foreign rules ≤ 1.3× empty chain', 1.3, '<='),
     'fleet': ('blackout.yml, 6 hosts ≤ 1.5× one host', 1.5, '<='),
-    'module': ("module's own time ≤ 150 ms (median)", 0.150, '<='),
+    'module': ("module's own time on the host (inside the module: its import + main() → exit_json) "
+               "≤ 150 ms (median)", 0.150, '<='),
 }
 
 
@@ -314,11 +318,17 @@ class Payloads:
     One payload is captured from an ad-hoc run (ANSIBLE_KEEP_REMOTE_FILES=1, state=absent of a
     blackout that does not exist: changes nothing); variants get other module arguments by
     rewriting the payload's embedded parameters. Same code, same zip, same wrapper as Ansible runs.
+
+    run(..., timer=payloads.timer) runs the payload under bench/inmodule_timer.py (copied next to
+    the payloads), which also reports the time inside the module: see that file's docstring.
     """
 
     def __init__(self, workdir: str) -> None:
         self.workdir = workdir
         self.templates: dict[str, str] = {}
+        # next to the payloads: the wrapper strips the script's directory from sys.path
+        self.timer = os.path.join(workdir, os.path.basename(INMODULE_TIMER))
+        shutil.copyfile(INMODULE_TIMER, self.timer)
 
     def capture(self, module: str, args: dict) -> str:
         env = ansible_env({'ANSIBLE_KEEP_REMOTE_FILES': '1',
@@ -356,15 +366,18 @@ class Payloads:
         return path
 
     cpu: list[float] = []   # CPU time (user+sys, the module and its iptables children) of every run()
+    inside: list[dict] = []  # what inmodule_timer.py reported, for every run(timer=...)
 
     @staticmethod
-    def run(host: lab.LabHost, path: str) -> tuple[float, dict]:
+    def run(host: lab.LabHost, path: str, timer: str | None = None) -> tuple[float, dict]:
         """Run a payload in the host's netns with the host's engine; (wall time, result).
 
         Also appends the run's CPU time to Payloads.cpu (children's rusage: call from one thread only).
+        timer: run it as `python3 <timer> <payload>` (bench/inmodule_timer.py) and append the time
+        inside the module it reports to Payloads.inside.
         """
         argv = ['/usr/bin/env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8', 'HOME=/root',
-                TARGET_PYTHON, path]
+                TARGET_PYTHON] + ([timer] if timer else []) + [path]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         res = in_ns(host, argv, session=True)
@@ -378,6 +391,12 @@ class Payloads:
             raise BenchError('payload %s gave no JSON (rc=%s): %s' % (path, res.returncode, detail)) from None
         if result.get('failed'):
             raise BenchError('payload %s failed: %s' % (path, result.get('msg')))
+        if timer:
+            marked = [line for line in res.stderr.splitlines() if line.startswith('NETFENCE_INMODULE ')]
+            if not marked:
+                raise BenchError('payload %s under %s reported no time inside the module: %s'
+                                 % (path, timer, res.stderr[-2000:]))
+            Payloads.inside.append(json.loads(marked[-1].split(' ', 1)[1]))
         return took, result
 
 
@@ -737,42 +756,86 @@ def section_cut(rounds: int, res: dict) -> None:
 
 
 def section_module(rounds: int, payloads: Payloads, res: dict) -> None:
-    """6: the module's own cost on the host: its payload, run in the host's netns, many times."""
+    """6: the module's own cost on the host: its payload, run in the host's netns, many times.
+
+    Two measurements of the same payloads, interleaved round by round (which comes first alternates):
+
+    * whole process: `python3 AnsiballZ_x.py`, wall time from outside (Python's start, the
+      AnsiballZ wrapper and its zip, `ansible.module_utils.basic`, the module), CPU time from
+      getrusage of the children (with the module's iptables/nft subprocesses);
+    * inside the module: the same payload under bench/inmodule_timer.py, which times only
+      `runpy.run_module(<module fqn>)` as called by ansible's `_ansiballz._loader`: the import of
+      the module's code (with its own module_utils) and main() until exit_json()'s SystemExit.
+      Everything before it (interpreter, wrapper, zip, `basic`) is what the ping module pays too.
+    """
     runs = max(20, rounds * 4)
     host = lab.get_host(HOST)
-    log('section 6: module payload on %s, %d runs each of present, absent and ping' % (HOST, runs))
+    log('section 6: module payload on %s, %d runs each of present, absent and ping, '
+        'as a whole process and timed inside the module' % (HOST, runs))
     variants = {
         'present': payloads.variant('netfence.docker.blackout', 'mod_present', {'service': SERVICE}),
         'absent': payloads.variant('netfence.docker.blackout', 'mod_absent', {'service': SERVICE, 'state': 'absent'}),
         'unchanged': payloads.variant('netfence.docker.blackout', 'mod_present2', {'service': SERVICE}),
         'ping': payloads.templates['ansible.builtin.ping'],
     }
+    fqns = {'present': 'ansible_collections.netfence.docker.plugins.modules.blackout',
+            'unchanged': 'ansible_collections.netfence.docker.plugins.modules.blackout',
+            'absent': 'ansible_collections.netfence.docker.plugins.modules.blackout',
+            'ping': 'ansible.modules.ping'}
     data = {k: [] for k in variants}
     cpu = {k: [] for k in variants}
+    inside = {k: [] for k in variants}
+    inside_cpu = {k: [] for k in variants}
+    before = {k: [] for k in variants}
+    timed_whole = {k: [] for k in variants}
     data['python_startup'] = []
-    for dummy in range(2):                  # warm-up
-        for name in ('present', 'unchanged', 'absent', 'ping'):
-            payloads.run(host, variants[name])
-    for r in range(runs):
+
+    def one_pass(r, timer):
         # present (changes) then present again (no change) then absent (changes), ping in between
         for name in rotated(['ping', 'present'], r) + ['unchanged', 'absent']:
-            took, result = payloads.run(host, variants[name])
+            took, result = payloads.run(host, variants[name], timer=timer)
             if name in ('present', 'absent') and not result.get('changed'):
                 raise BenchError('module %s run %d did not change anything' % (name, r + 1))
             if name == 'unchanged' and result.get('changed'):
                 raise BenchError('module run %d: a second blackout changed something' % (r + 1))
-            data[name].append(took)
-            cpu[name].append(Payloads.cpu[-1])
+            if not timer:
+                data[name].append(took)
+                cpu[name].append(Payloads.cpu[-1])
+                continue
+            rec = Payloads.inside[-1]
+            if rec.get('fqn') != fqns[name]:
+                raise BenchError('%s: the timer saw module %r, not %r' % (name, rec.get('fqn'), fqns[name]))
+            inside[name].append(rec['wall'])
+            inside_cpu[name].append(rec['cpu'] + rec['cpu_children'])
+            before[name].append(rec['before'])
+            timed_whole[name].append(took)
+
+    for dummy in range(2):                  # warm-up
+        for name in ('present', 'unchanged', 'absent', 'ping'):
+            payloads.run(host, variants[name])
+            payloads.run(host, variants[name], timer=payloads.timer)
+    for r in range(runs):
+        for timer in rotated([None, payloads.timer], r):
+            one_pass(r, timer)
         start = time.perf_counter()
         in_ns(host, [TARGET_PYTHON, '-c', 'pass'])
         data['python_startup'].append(time.perf_counter() - start)
     res['module'] = {k: {'values': v, **summary(v)} for k, v in data.items()}
     res['module_cpu'] = {k: {'values': v, **summary(v)} for k, v in cpu.items()}
+    res['module_inside'] = {k: {'values': v, **summary(v)} for k, v in inside.items()}
+    res['module_inside_cpu'] = {k: {'values': v, **summary(v)} for k, v in inside_cpu.items()}
+    # context, from the timed runs: the payload before the module (wrapper, zip, basic; after
+    # Python's start) and the whole process under the timer (for comparison with the plain run)
+    res['module_inside_before'] = {k: {'values': v, **summary(v)} for k, v in before.items()}
+    res['module_inside_whole'] = {k: {'values': v, **summary(v)} for k, v in timed_whole.items()}
+    log('section 6: inside the module (medians): %s' % ', '.join(
+        '%s %s' % (k, fmt_s(v['median'])) for k, v in res['module_inside'].items()))
 
 
 def profile_module(res: dict) -> None:
     """pyinstrument on the module (controller venv's Python, the host's netns), text to results/."""
     host = lab.get_host(HOST)
+    os.makedirs(RESULTS, exist_ok=True)
     pp = tempfile.mkdtemp(prefix='netfence-bench-pp-')
     try:
         os.makedirs(os.path.join(pp, 'ansible_collections', 'netfence'))
@@ -888,7 +951,7 @@ def ratio(res: dict, key: str) -> float | None:
         if key == 'fleet_floor':
             return res['fleet']['6']['floor']['median'] / res['fleet']['1']['floor']['median']
         if key == 'module':
-            return res['module']['present']['median']
+            return res['module_inside']['present']['median']
     except KeyError:
         return None
     return None
@@ -903,7 +966,7 @@ def cpu_ratio(res: dict, key: str) -> float | None:
             return (res['foreign']['foreign']['present_cpu']['median']
                     / res['foreign']['empty']['present_cpu']['median'])
         if key == 'module':
-            return res['module_cpu']['present']['median']
+            return res['module_inside_cpu']['present']['median']
     except KeyError:
         return None
     return None
@@ -953,17 +1016,36 @@ def table(res: dict) -> str:
                 cut['task_result_from_task_start'])
         if 'reopen_from_task_start' in cut:
             add('5 time to cut', 'restore task start → first answer again', cut['reopen_from_task_start'])
+    inside = res.get('module_inside')
+    if inside:
+        how = ('inside the module (`bench/inmodule_timer.py`: its `runpy.run_module` from '
+               'ansible\'s `_ansiballz` loader, i.e. import of its code + `main()` → `exit_json`)')
+        add('6 module', '**%s: module (changing)**' % how, inside['present'])
+        add('6 module', 'inside the module: nothing to change', inside['unchanged'])
+        add('6 module', 'inside the module: state=absent', inside['absent'])
+        add('6 module', 'reference: inside the `ping` module', inside['ping'])
+        icpu = res.get('module_inside_cpu') or {}
+        if icpu:
+            add('6 module', 'CPU time inside the module (user+sys, with iptables/nft children): module (changing)',
+                icpu['present'])
+            add('6 module', 'CPU time inside the `ping` module', icpu['ping'])
+        pre = res.get('module_inside_before') or {}
+        if pre:
+            add('6 module', 'context: the payload before the module (AnsiballZ wrapper, zip, '
+                '`module_utils.basic`; after Python\'s start), module (changing)', pre['present'])
+            add('6 module', 'context: the payload before the module, `ping`', pre['ping'])
     module = res.get('module')
     if module:
-        add('6 module', '**module (changing) on the host**', module['present'])
-        add('6 module', 'module, nothing to change', module['unchanged'])
-        add('6 module', 'module, state=absent', module['absent'])
-        add('6 module', 'reference: `ping` module on the host', module['ping'])
+        add('6 module', 'whole process (`python3 AnsiballZ_blackout.py`): module (changing)', module['present'])
+        add('6 module', 'whole process: module, nothing to change', module['unchanged'])
+        add('6 module', 'whole process: module, state=absent', module['absent'])
+        add('6 module', 'reference: whole process, `ping` module', module['ping'])
         add('6 module', 'reference: `python3 -c pass`', module['python_startup'])
         cpu = res.get('module_cpu') or {}
         if cpu:
-            add('6 module', 'CPU time (user+sys, with iptables children): module (changing)', cpu['present'])
-            add('6 module', 'CPU time: `ping` module', cpu['ping'])
+            add('6 module', 'CPU time, whole process (user+sys, with iptables children): module (changing)',
+                cpu['present'])
+            add('6 module', 'CPU time, whole process: `ping` module', cpu['ping'])
     lines = ['| section | measurement | median | spread: min – max (IQR) | n |', '|---|---|---|---|---|'] + rows
     lines += ['', '| target | measured (medians) | met | same on CPU time |', '|---|---|---|---|']
     for key, (desc, limit, op) in TARGETS.items():
@@ -985,7 +1067,10 @@ def table(res: dict) -> str:
     with contextlib.suppress(KeyError, ZeroDivisionError, TypeError):
         refs.append(('reference: the floor, 6 hosts ÷ one host (same lab)', '%.2f×' % ratio(res, 'fleet_floor')))
     with contextlib.suppress(KeyError):
-        refs.append(("reference: the `ping` module's own time on the host", fmt_s(res['module']['ping']['median'])))
+        refs.append(("reference: inside the `ping` module on the host", fmt_s(res['module_inside']['ping']['median'])))
+    with contextlib.suppress(KeyError):
+        refs.append(('reference: whole payload process on the host, module (changing) / `ping`', '%s / %s' % (
+            fmt_s(res['module']['present']['median']), fmt_s(res['module']['ping']['median']))))
     for desc, shown in refs:
         lines.append('| %s | %s | – | |' % (desc, shown))
     return '\n'.join(lines)
@@ -1058,8 +1143,18 @@ def plot(res: dict, path: str) -> None:
         m = res['module']
         bars(ax, ['python3\n-c pass', 'ping\nmodule', 'blackout\n(changing)', 'blackout\n(no change)', 'restore\n(absent)'],
              [m['python_startup'], m['ping'], m['present'], m['unchanged'], m['absent']],
-             "6. module's own time on the host", unit='ms',
-             colors=['tab:gray', 'tab:gray', 'tab:blue', 'tab:blue', 'tab:cyan'])
+             "6. module on the host: whole process (light), inside the module (dark)", unit='ms',
+             colors=['tab:gray', 'lightgray', 'lightsteelblue', 'lightsteelblue', 'lightcyan'])
+        inside = res.get('module_inside')
+        if inside:
+            keys = ['ping', 'present', 'unchanged', 'absent']
+            med = [inside[k]['median'] * 1000 for k in keys]
+            err = [[(inside[k]['median'] - inside[k]['min']) * 1000 for k in keys],
+                   [(inside[k]['max'] - inside[k]['median']) * 1000 for k in keys]]
+            ax.bar(range(1, 5), med, width=0.5, yerr=err, capsize=3,
+                   color=['tab:gray', 'tab:blue', 'tab:blue', 'tab:cyan'])
+            for i, v in enumerate(med, start=1):
+                ax.annotate('%.0f ms' % v, (i, v), textcoords='offset points', xytext=(12, 3), ha='left', fontsize=7)
         ax.axhline(150, color='tab:red', linestyle='--', linewidth=1)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
