@@ -613,8 +613,17 @@ def section_foreign(rounds: int, payloads: Payloads, res: dict) -> None:
     original = chain_rules(host, 'DOCKER-USER')
     if any('netfence' in line or 'bench foreign' in line for line in original):
         raise BenchError('%s: DOCKER-USER is not in its pristine state: %s' % (HOST, original))
-    data = {kind: {'present': [], 'absent': [], 'present_cpu': []} for kind in ('empty', 'foreign')}
+    data = {kind: {'present': [], 'absent': [], 'present_cpu': [], 'save': [], 'fetch': []}
+            for kind in ('empty', 'foreign')}
     loads = []
+
+    def tool_seconds(argv):
+        start = time.perf_counter()
+        done = in_ns(host, argv)
+        took = time.perf_counter() - start
+        if done.returncode != 0:
+            raise BenchError('%s: %s failed: %s' % (HOST, ' '.join(argv), done.stderr.strip()))
+        return took
 
     def measure(kind):
         took, result = payloads.run(host, present)
@@ -624,6 +633,11 @@ def section_foreign(rounds: int, payloads: Payloads, res: dict) -> None:
         data[kind]['present_cpu'].append(Payloads.cpu[-1])
         took, dummy = payloads.run(host, absent)
         data[kind]['absent'].append(took)
+        # What reading the chain costs by itself, outside the module (the same nsenter start-up
+        # for both kinds): the whole filter table, and the kernel fetch of DOCKER-USER alone (one
+        # rule printed: iptables-nft fetches the whole chain all the same).
+        data[kind]['save'].append(tool_seconds(['iptables-nft-save', '-t', 'filter']))
+        data[kind]['fetch'].append(tool_seconds(['iptables-nft', '-w', '-S', 'DOCKER-USER', '1']))
 
     payloads.run(host, present)             # warm-up
     payloads.run(host, absent)
@@ -998,6 +1012,14 @@ def table(res: dict) -> str:
         add('3 foreign rules', 'module, 10,000 foreign rules', foreign['foreign']['present'])
         add('3 foreign rules', 'CPU time, empty', foreign['empty']['present_cpu'])
         add('3 foreign rules', 'CPU time, 10,000 foreign rules', foreign['foreign']['present_cpu'])
+        if foreign['empty'].get('save'):
+            add('3 foreign rules', 'reference: `iptables-nft-save -t filter` alone, empty', foreign['empty']['save'])
+            add('3 foreign rules', 'reference: `iptables-nft-save -t filter` alone, 10,000 foreign rules',
+                foreign['foreign']['save'])
+            add('3 foreign rules', 'reference: `iptables-nft -S DOCKER-USER 1` alone (the kernel fetch of the '
+                'chain), empty', foreign['empty']['fetch'])
+            add('3 foreign rules', 'reference: `iptables-nft -S DOCKER-USER 1` alone, 10,000 foreign rules',
+                foreign['foreign']['fetch'])
     for n, v in (res.get('fleet') or {}).items():
         add('4 fleet', '`blackout.yml`, %s host%s' % (n, 's' if n != '1' else ''), v['blackout'])
     for n, v in (res.get('fleet') or {}).items():
