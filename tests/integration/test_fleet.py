@@ -335,6 +335,46 @@ def test_partial_ok_keeps_the_partial_blackout_and_says_so(lab):
     assert_no_rule(hosts)
 
 
+ROLE_PLAY = """
+- name: The role on its own, as a user's playbook includes it
+  hosts: all
+  become: true
+  gather_facts: false
+  tasks:
+    - name: Include the role
+      ansible.builtin.include_role:
+        name: netfence.docker.blackout
+      vars:
+        netfence_service: memcached
+        netfence_state: "{{ state }}"
+"""
+
+
+def test_role_on_its_own_checks_the_ports_and_summarises_the_host(lab, tmp_path):
+    play = tmp_path / 'role.yml'
+    play.write_text(ROLE_PLAY, encoding='utf-8')
+    host = lab[0]
+    env_path = str(ROOT / 'playbooks' / 'collections')
+    for state, cut in (('present', True), ('absent', False)):
+        proc = subprocess.run([PLAYBOOK, '-i', netfence_lab.inventory_path(), str(play), '--limit', host.name,
+                               '-e', f'state={state}'], cwd=str(tmp_path), capture_output=True, text=True,
+                              timeout=300, check=False,
+                              env=dict(os.environ, ANSIBLE_STDOUT_CALLBACK='json', ANSIBLE_NOCOLOR='1',
+                                       ANSIBLE_COLLECTIONS_PATH=env_path))
+        run = Run(proc, 0.0)
+        assert run.rc == 0, run
+        summary = run.results('netfence.docker.blackout : Summarise the blackout on this host')[host.name]['msg']
+        word = 'blacked out' if cut else 'restored'
+        assert summary[0] == f'memcached: {word} (lab-memcached-1, lab-memcached-2)', summary
+        verify = 'refused' if cut else 'answering'
+        assert summary[-1].endswith(f'verify: {verify}: {host.addr}:11211 {host.addr}:11212 127.0.0.1:11211 '
+                                    '127.0.0.1:11212 [::1]:11211 [::1]:11212'), summary
+        module = run.results('netfence.docker.blackout : Set the blackout of the service to ' + state)[host.name]
+        assert module['verify']['state'] == 'ok', module['verify']
+        assert_probe([host], 'cut' if cut else 'open')
+    assert_no_rule(lab)
+
+
 def test_wall_time_one_host_vs_three(lab, record_property):
     one = playbook('blackout', '-e', f'service={SERVICE}', limit=lab[0].name)
     assert one.rc == 0, one
