@@ -197,3 +197,88 @@ def test_cleanup_created_deletes_only_empty_recorded_chains():
     assert done == ['ip filter OUTPUT', 'ip6 filter OUTPUT', 'ip6 filter']
     assert keep == [['ip', 'filter', 'DOCKER-USER']]  # still holds a rule: kept, watched
     assert ('ip6', 'filter') not in tables and 'DOCKER-USER' in tables[('ip', 'filter')]
+
+
+class FakeNftTables:
+    """nft -j list tables / list table over {(family, name): nft -j list table output}."""
+
+    def __init__(self, tables, tables_error=None):
+        self.tables = tables
+        self.tables_error = tables_error  # (rc, stderr) of a failing ``list tables``
+        self.calls = []
+
+    def run(self, argv, data):
+        self.calls.append(argv[1:])
+        if argv[1:] == ['-j', 'list', 'tables']:
+            if self.tables_error:
+                return self.tables_error[0], '', self.tables_error[1]
+            objs = [{'table': {'family': fam, 'name': name, 'handle': i}}
+                    for i, (fam, name) in enumerate(sorted(self.tables), 1)]
+            return 0, json.dumps({'nftables': [{'metainfo': {'json_schema_version': 1}}] + objs}), ''
+        if argv[1:4] == ['-j', 'list', 'table']:
+            key = (argv[4], argv[5])
+            if key not in self.tables:
+                return 1, '', 'Error: No such file or directory\nlist table %s %s' % key
+            return 0, self.tables[key], ''
+        if argv[1:3] == ['-f', '-']:
+            return 0, '', ''
+        raise AssertionError(argv)
+
+
+def read_both(nft):
+    return nft.list_table('inet'), nft.list_table('bridge')
+
+
+@pytest.mark.parametrize('present, listed', [
+    ((), []),
+    (('bridge',), [['-j', 'list', 'table', 'bridge', 'netfence']]),
+    (('inet',), [['-j', 'list', 'table', 'inet', 'netfence']]),
+    (('inet', 'bridge'), [['-j', 'list', 'table', 'inet', 'netfence'], ['-j', 'list', 'table', 'bridge', 'netfence']]),
+])
+def test_list_table_lists_only_tables_that_exist(present, listed):
+    rules = _nft.plan_inet('web', [WEB], Options.build(), SINCE)
+    tables = {(fam, 'netfence'): listing(rules, fam) for fam in present}
+    tables[('ip', 'filter')] = '{"nftables": []}'  # foreign tables are never listed
+    fast = FakeNftTables(tables)
+    # what listing both tables directly gives (the table list failing: each table is listed)
+    direct = FakeNftTables(tables, tables_error=(1, 'Error: something'))
+    assert read_both(_nft.Nft(fast.run, 'nft')) == read_both(_nft.Nft(direct.run, 'nft'))
+    assert fast.calls == [['-j', 'list', 'tables']] + listed
+    assert direct.calls[1::2] == [['-j', 'list', 'table', f, 'netfence'] for f in ('inet', 'bridge')]
+
+
+def test_list_table_lists_tables_afresh_for_each_read_and_after_a_change():
+    tables = {}
+    fake = FakeNftTables(tables)
+    nft = _nft.Nft(fake.run, 'nft')
+    assert read_both(nft) == (([], []), ([], []))
+    rules = _nft.plan_inet('web', [WEB], Options.build(), SINCE)
+    tables[('inet', 'netfence')] = listing(rules)   # appears between two reads
+    inet, bridge = read_both(nft)
+    assert len(inet[0]) == len(rules) and bridge == ([], [])
+    assert fake.calls == [['-j', 'list', 'tables']] * 2 + [['-j', 'list', 'table', 'inet', 'netfence']]
+    nft.list_table('inet')
+    nft.apply('delete table inet netfence\n')
+    del tables[('inet', 'netfence')]
+    assert nft.list_table('bridge') == ([], []) and nft.list_table('inet') == ([], [])
+    # the change drops the listing the bridge read would have used: listed again, then used by inet
+    assert fake.calls[3:] == [['-j', 'list', 'tables'], ['-j', 'list', 'table', 'inet', 'netfence'], ['-f', '-'],
+                              ['-j', 'list', 'tables']]
+
+
+@pytest.mark.parametrize('error, raised', [
+    ((1, 'Error: Could not process rule: Operation not permitted'), 'nft list table inet netfence failed (rc=1)'),
+    ((127, 'nft: not found'), None),
+])
+def test_list_table_errors_as_before_when_tables_cannot_be_listed(error, raised):
+    def run(argv, data):
+        calls.append(argv[1:])
+        return error[0], '', error[1]
+    calls = []
+    nft = _nft.Nft(run, 'nft')
+    if raised:
+        with pytest.raises(_nft.NftError, match=raised.replace('(', r'\(').replace(')', r'\)')):
+            nft.list_table('inet')
+    else:
+        assert nft.list_table('inet') == ([], [])
+    assert calls == [['-j', 'list', 'tables'], ['-j', 'list', 'table', 'inet', 'netfence']]
