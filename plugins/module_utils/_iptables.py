@@ -323,9 +323,12 @@ def variant_of_save(text: str) -> str | None:
             if '(legacy)' in words or prog.endswith('-legacy-save'):
                 return 'legacy'
             return None
-        if line.startswith('# Warning: iptables-legacy tables present'):
+        if line.startswith(LEGACY_WARNING):
             return 'nft'  # only iptables-nft warns about the other variant
     return None
+
+
+LEGACY_WARNING = '# Warning: iptables-legacy tables present'
 
 
 PROC_TABLES = {'iptables': '/proc/net/ip_tables_names', 'ip6tables': '/proc/net/ip6_tables_names'}
@@ -344,8 +347,10 @@ def read_proc_tables(path: str) -> list[str] | None:
 class Firewall:
     """Reads and changes the filter table through injected ``run`` and binary paths.
 
-    ``read_proc``: reads /proc/net/ip(6)_tables_names (list of names, None if unreadable); a
-    legacy variant without any table there is not run to list its (no) rules.
+    ``read_proc``: reads /proc/net/ip(6)_tables_names (list of names, None if unreadable). The
+    legacy variant is not run to list its (no) rules when that lists no table and iptables-nft,
+    run through ``run``, did not warn that legacy tables are present (the file is of this
+    process's network namespace, ``run`` may run elsewhere; old iptables-nft do not warn).
     """
 
     def __init__(self, run: Runner, binaries: t.Mapping[str, str | None],
@@ -382,8 +387,11 @@ class Firewall:
         # so that the error names the same binary as ever.
         return variant, ({variant: (rc, out, err)} if variant is not None and rc == 0 else {})
 
-    def _legacy_is_empty(self, prog: str) -> bool:
-        """True when /proc says iptables-legacy has no table here (its save would print nothing)."""
+    def _legacy_is_empty(self, prog: str, nft_save: tuple[int, str, str] | None) -> bool:
+        """True when iptables-legacy has no table (its save would print nothing): ``nft_save``, what
+        iptables-nft-save printed, does not warn of legacy tables, and /proc lists none."""
+        if nft_save is None or nft_save[0] != 0 or LEGACY_WARNING in nft_save[1] or LEGACY_WARNING in nft_save[2]:
+            return False
         return self.read_proc(PROC_TABLES[prog]) == []
 
     def _binary(self, prog: str, variant: str, action: str, default_variant: str | None) -> str | None:
@@ -406,7 +414,7 @@ class Firewall:
                 continue
             if variant in already:
                 rc, out, err = already[variant]
-            elif variant == 'legacy' and self._legacy_is_empty('iptables'):
+            elif variant == 'legacy' and self._legacy_is_empty('iptables', already.get('nft')):
                 continue  # no legacy table at all: nothing to read (and no DOCKER-USER)
             else:
                 rc, out, err = self.run([save], None)
