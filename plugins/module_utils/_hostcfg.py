@@ -283,32 +283,74 @@ def cleanup_created(run: Runner, nft: str, created: list[list[t.Any]]) -> tuple[
     """Delete recorded base chains that hold no rule, then recorded tables without chains.
 
     Returns (entries still to watch, what was deleted).
+
+    A table with an entry of its own is listed once (its chains and rules answer for its recorded
+    chains too); other recorded chains are listed one by one (the table may hold 10,000 rules in
+    DOCKER-USER). The deletions go in one ``nft -f`` transaction; should it fail, one by one.
     """
-    keep: list[list[t.Any]] = []
-    done: list[str] = []
-    for nfam, table, chain in sorted(created, key=lambda e: (e[2] is None, e[0], e[1], e[2] or '')):
-        # A recorded chain: list that chain only (the table may hold 10,000 rules in DOCKER-USER).
-        info = nft_table(run, nft, nfam, table) if chain is None else nft_chain(run, nft, nfam, table, chain)
-        if info is None:
+    entries = sorted(created, key=lambda e: (e[2] is None, e[0], e[1], e[2] or ''))
+    whole = {(nfam, table) for nfam, table, chain in entries if chain is None}
+    listed: dict[tuple[str, str], dict[str, t.Any] | None] = {}
+
+    def info_of(nfam: str, table: str, chain: str | None) -> dict[str, t.Any] | None:
+        if (nfam, table) in whole:
+            if (nfam, table) not in listed:
+                listed[(nfam, table)] = nft_table(run, nft, nfam, table)
+            return listed[(nfam, table)]
+        return nft_table(run, nft, nfam, table) if chain is None else nft_chain(run, nft, nfam, table, chain)
+
+    outcome: dict[int, str] = {}       # entry index -> 'keep', 'gone' or 'delete'
+    emptied: dict[tuple[str, str], set[str]] = {}
+    for i, (nfam, table, chain) in enumerate(entries):
+        if chain is None:
             continue
-        if chain is not None:
-            if chain not in info['chains']:
-                continue
-            if any(r.get('chain') == chain for r in info['rules']):
-                keep.append([nfam, table, chain])
-                continue
-            rc, _out, err = run([nft, 'delete', 'chain', nfam, table, chain], None)
-            if rc == 0:
-                done.append('%s %s %s' % (nfam, table, chain))
-            else:
-                keep.append([nfam, table, chain])
+        info = info_of(nfam, table, chain)
+        if info is None or chain not in info['chains']:
+            outcome[i] = 'gone'
+        elif any(r.get('chain') == chain for r in info['rules']):
+            outcome[i] = 'keep'
         else:
-            if info['chains']:
-                keep.append([nfam, table, None])
-                continue
-            rc, _out, err = run([nft, 'delete', 'table', nfam, table], None)
-            if rc == 0:
-                done.append('%s %s' % (nfam, table))
-            else:
-                keep.append([nfam, table, None])
+            outcome[i] = 'delete'
+            emptied.setdefault((nfam, table), set()).add(chain)
+    for i, (nfam, table, chain) in enumerate(entries):
+        if chain is None:
+            info = info_of(nfam, table, None)
+            if info is None:
+                outcome[i] = 'gone'
+            else:  # its chains once the emptied ones are deleted
+                outcome[i] = 'keep' if set(info['chains']) - emptied.get((nfam, table), set()) else 'delete'
+    ops = [(i, 'delete %s %s' % ('table' if e[2] is None else 'chain', ' '.join(x for x in e if x is not None)))
+           for i, e in enumerate(entries) if outcome[i] == 'delete']
+    if len(ops) > 1:
+        rc, _out, _err = run([nft, '-f', '-'], ''.join(op + '\n' for dummy, op in ops))
+        if rc == 0:
+            for i, dummy in ops:
+                outcome[i] = 'done'
+        else:
+            _delete_one_by_one(run, nft, entries, outcome)
+    elif ops:  # one deletion, decided on a fresh listing
+        i = ops[0][0]
+        rc, _out, _err = run([nft] + ops[0][1].split(), None)
+        outcome[i] = 'done' if rc == 0 else 'keep'
+    keep = [list(e) for i, e in enumerate(entries) if outcome[i] == 'keep']
+    done = ['%s %s' % (e[0], e[1]) + ('' if e[2] is None else ' %s' % e[2])
+            for i, e in enumerate(entries) if outcome[i] == 'done']
     return keep, done
+
+
+def _delete_one_by_one(run: Runner, nft: str, entries: list[list[t.Any]], outcome: dict[int, str]) -> None:
+    """Chains first, then tables (listed again: a chain deletion may have failed): outcome 'done' or 'keep'."""
+    for i, (nfam, table, chain) in enumerate(entries):
+        if chain is None and outcome[i] == 'delete':
+            info = nft_table(run, nft, nfam, table)
+            if info is None:
+                outcome[i] = 'gone'
+                continue
+            if info['chains']:
+                outcome[i] = 'keep'
+                continue
+        if outcome[i] != 'delete':
+            continue
+        argv = [nft, 'delete', 'table', nfam, table] if chain is None else [nft, 'delete', 'chain', nfam, table, chain]
+        rc, _out, _err = run(argv, None)
+        outcome[i] = 'done' if rc == 0 else 'keep'

@@ -494,6 +494,10 @@ class Nft:
     def __init__(self, run: Runner, nft: str | None) -> None:
         self.run = run
         self.nft = nft
+        # One ``nft -j list tables`` answers whether our inet and bridge tables exist (usually
+        # neither does): the reads of the two tables that follow it use it, once each.
+        self._tables: set[tuple[str, str]] = set()
+        self._unread: set[str] = set()
 
     @property
     def available(self) -> bool:
@@ -504,9 +508,29 @@ class Nft:
             raise NftError('nft was not found on the target: install the nftables package')
         return self.nft
 
+    def _listed(self, nfamily: str) -> bool | None:
+        """Whether our table of ``nfamily`` exists, from ``nft -j list tables`` (run again once each of
+        our families has used the last listing); None when that listing failed."""
+        if nfamily not in self._unread:
+            rc, out, _err = self.run([t.cast(str, self.nft), '-j', 'list', 'tables'], None)
+            try:
+                data = json.loads(out).get('nftables', []) if rc == 0 else None
+                tables = {(o['table']['family'], o['table']['name']) for o in data if 'table' in o} \
+                    if isinstance(data, list) else None
+            except (ValueError, AttributeError, TypeError, KeyError):
+                tables = None
+            if tables is None:
+                self._unread = set()
+                return None
+            self._tables, self._unread = tables, {'inet', 'bridge'}
+        self._unread.discard(nfamily)
+        return (nfamily, TABLE) in self._tables
+
     def list_table(self, nfamily: str) -> tuple[list[ExistingNftRule], list[str]]:
         """Our table's rules and chains; ([], []) when it does not exist."""
         if not self.nft:
+            return [], []
+        if self._listed(nfamily) is False:
             return [], []
         rc, out, err = self.run([self.nft, '-j', 'list', 'table', nfamily, TABLE], None)
         if rc != 0:
@@ -519,6 +543,7 @@ class Nft:
         """One ``nft -f -`` transaction."""
         if not text:
             return
+        self._unread = set()  # our tables change: the next read lists them afresh
         rc, out, err = self.run([self._require(), '-f', '-'], text)
         if rc != 0:
             raise NftError('nft -f failed (rc=%s): %s\n%s' % (rc, err.strip() or out.strip(), text))

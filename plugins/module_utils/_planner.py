@@ -94,10 +94,14 @@ class Tag:
     h: str
 
     def render(self) -> str:
-        text = 'netfence bo=%s ct=%s id=%s since=%s p=%s h=%s' % (
-            self.bo, self.ct, self.cid, utc(self.since).strftime(SINCE_FORMAT), self.path, self.h)
-        if len(text) > MAX_COMMENT or parse_tag(text) != self:
-            raise PlanError('cannot render a valid rule tag from %r' % (self,))
+        # Validated once per tag (its fields are immutable): identities render every tag many times.
+        text = self.__dict__.get('_rendered')
+        if text is None:
+            text = 'netfence bo=%s ct=%s id=%s since=%s p=%s h=%s' % (
+                self.bo, self.ct, self.cid, utc(self.since).strftime(SINCE_FORMAT), self.path, self.h)
+            if len(text) > MAX_COMMENT or parse_tag(text) != self:
+                raise PlanError('cannot render a valid rule tag from %r' % (self,))
+            object.__setattr__(self, '_rendered', text)  # not a field: eq, hash, repr, replace ignore it
         return text
 
 
@@ -108,8 +112,10 @@ def parse_tag(comment: t.Any) -> Tag | None:
     m = _TAG_RE.fullmatch(comment)
     if not m:
         return None
+    text = m.group('since')  # 8 digits T 6 digits Z (the regex): what strptime(SINCE_FORMAT) reads
     try:
-        since = dt.datetime.strptime(m.group('since'), SINCE_FORMAT).replace(tzinfo=dt.timezone.utc)
+        since = dt.datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[11:13]),
+                            int(text[13:15]), tzinfo=dt.timezone.utc)
     except ValueError:
         return None
     return Tag(bo=m.group('bo'), ct=m.group('ct'), cid=m.group('cid'), since=since,

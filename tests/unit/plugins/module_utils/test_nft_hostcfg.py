@@ -197,3 +197,210 @@ def test_cleanup_created_deletes_only_empty_recorded_chains():
     assert done == ['ip filter OUTPUT', 'ip6 filter OUTPUT', 'ip6 filter']
     assert keep == [['ip', 'filter', 'DOCKER-USER']]  # still holds a rule: kept, watched
     assert ('ip6', 'filter') not in tables and 'DOCKER-USER' in tables[('ip', 'filter')]
+
+
+class FakeNftTables:
+    """nft -j list tables / list table over {(family, name): nft -j list table output}."""
+
+    def __init__(self, tables, tables_error=None):
+        self.tables = tables
+        self.tables_error = tables_error  # (rc, stderr) of a failing ``list tables``
+        self.calls = []
+
+    def run(self, argv, data):
+        self.calls.append(argv[1:])
+        if argv[1:] == ['-j', 'list', 'tables']:
+            if self.tables_error:
+                return self.tables_error[0], '', self.tables_error[1]
+            objs = [{'table': {'family': fam, 'name': name, 'handle': i}}
+                    for i, (fam, name) in enumerate(sorted(self.tables), 1)]
+            return 0, json.dumps({'nftables': [{'metainfo': {'json_schema_version': 1}}] + objs}), ''
+        if argv[1:4] == ['-j', 'list', 'table']:
+            key = (argv[4], argv[5])
+            if key not in self.tables:
+                return 1, '', 'Error: No such file or directory\nlist table %s %s' % key
+            return 0, self.tables[key], ''
+        if argv[1:3] == ['-f', '-']:
+            return 0, '', ''
+        raise AssertionError(argv)
+
+
+def read_both(nft):
+    return nft.list_table('inet'), nft.list_table('bridge')
+
+
+@pytest.mark.parametrize('present, listed', [
+    ((), []),
+    (('bridge',), [['-j', 'list', 'table', 'bridge', 'netfence']]),
+    (('inet',), [['-j', 'list', 'table', 'inet', 'netfence']]),
+    (('inet', 'bridge'), [['-j', 'list', 'table', 'inet', 'netfence'], ['-j', 'list', 'table', 'bridge', 'netfence']]),
+])
+def test_list_table_lists_only_tables_that_exist(present, listed):
+    rules = _nft.plan_inet('web', [WEB], Options.build(), SINCE)
+    tables = {(fam, 'netfence'): listing(rules, fam) for fam in present}
+    tables[('ip', 'filter')] = '{"nftables": []}'  # foreign tables are never listed
+    fast = FakeNftTables(tables)
+    # what listing both tables directly gives (the table list failing: each table is listed)
+    direct = FakeNftTables(tables, tables_error=(1, 'Error: something'))
+    assert read_both(_nft.Nft(fast.run, 'nft')) == read_both(_nft.Nft(direct.run, 'nft'))
+    assert fast.calls == [['-j', 'list', 'tables']] + listed
+    assert direct.calls[1::2] == [['-j', 'list', 'table', f, 'netfence'] for f in ('inet', 'bridge')]
+
+
+def test_list_table_lists_tables_afresh_for_each_read_and_after_a_change():
+    tables = {}
+    fake = FakeNftTables(tables)
+    nft = _nft.Nft(fake.run, 'nft')
+    assert read_both(nft) == (([], []), ([], []))
+    rules = _nft.plan_inet('web', [WEB], Options.build(), SINCE)
+    tables[('inet', 'netfence')] = listing(rules)   # appears between two reads
+    inet, bridge = read_both(nft)
+    assert len(inet[0]) == len(rules) and bridge == ([], [])
+    assert fake.calls == [['-j', 'list', 'tables']] * 2 + [['-j', 'list', 'table', 'inet', 'netfence']]
+    nft.list_table('inet')
+    nft.apply('delete table inet netfence\n')
+    del tables[('inet', 'netfence')]
+    assert nft.list_table('bridge') == ([], []) and nft.list_table('inet') == ([], [])
+    # the change drops the listing the bridge read would have used: listed again, then used by inet
+    assert fake.calls[3:] == [['-j', 'list', 'tables'], ['-j', 'list', 'table', 'inet', 'netfence'], ['-f', '-'],
+                              ['-j', 'list', 'tables']]
+
+
+@pytest.mark.parametrize('error, raised', [
+    ((1, 'Error: Could not process rule: Operation not permitted'), 'nft list table inet netfence failed (rc=1)'),
+    ((127, 'nft: not found'), None),
+])
+def test_list_table_errors_as_before_when_tables_cannot_be_listed(error, raised):
+    def run(argv, data):
+        calls.append(argv[1:])
+        return error[0], '', error[1]
+    calls = []
+    nft = _nft.Nft(run, 'nft')
+    if raised:
+        with pytest.raises(_nft.NftError, match=raised.replace('(', r'\(').replace(')', r'\)')):
+            nft.list_table('inet')
+    else:
+        assert nft.list_table('inet') == ([], [])
+    assert calls == [['-j', 'list', 'tables'], ['-j', 'list', 'table', 'inet', 'netfence']]
+
+
+class FakeFilterTables:
+    """nft list table/chain, delete chain/table and ``nft -f`` deletion batches (all or nothing)
+    over {(nfam, table): {chain: [rule dicts]}}."""
+
+    def __init__(self, tables, batch_fails=False):
+        self.tables = tables
+        self.batch_fails = batch_fails
+        self.calls = []
+
+    @staticmethod
+    def _delete(tables, words):
+        if words[0] == 'chain':
+            chains = tables.get((words[1], words[2]))
+            if chains is None or words[3] not in chains:
+                return 'Error: No such file or directory'
+            if chains[words[3]]:
+                return 'Error: Could not process rule: Device or resource busy'
+            del chains[words[3]]
+        else:
+            if (words[1], words[2]) not in tables:
+                return 'Error: No such file or directory'
+            del tables[(words[1], words[2])]
+        return None
+
+    def run(self, argv, data):
+        self.calls.append(argv[1:])
+        args = argv[1:]
+        if args[:2] == ['-j', 'list']:
+            chains = self.tables.get((args[3], args[4]))
+            if chains is None or (args[2] == 'chain' and args[5] not in chains):
+                return 1, '', 'Error: No such file or directory'
+            names = [args[5]] if args[2] == 'chain' else list(chains)
+            objs = [{'chain': {'name': c}} for c in names] + [
+                {'rule': dict(r, chain=c)} for c in names for r in chains[c]]
+            return 0, json.dumps({'nftables': objs}), ''
+        if args[0] == 'delete':
+            err = self._delete(self.tables, args[1:])
+            return (1, '', err) if err else (0, '', '')
+        if args == ['-f', '-']:
+            if self.batch_fails:
+                return 1, '', 'Error: Could not process rule: Device or resource busy'
+            trial = {k: {c: list(r) for c, r in v.items()} for k, v in self.tables.items()}
+            for line in data.splitlines():
+                words = line.split()
+                assert words[0] == 'delete', line
+                if self._delete(trial, words[1:]):
+                    return 1, '', 'Error: batch failed'
+            self.tables.clear()
+            self.tables.update(trial)
+            return 0, '', ''
+        raise AssertionError(argv)
+
+
+def reference_cleanup(run, nft, created):
+    """cleanup_created as it was: every entry listed and deleted on its own."""
+    keep, done = [], []
+    for nfam, table, chain in sorted(created, key=lambda e: (e[2] is None, e[0], e[1], e[2] or '')):
+        info = (_hostcfg.nft_table(run, nft, nfam, table) if chain is None
+                else _hostcfg.nft_chain(run, nft, nfam, table, chain))
+        if info is None:
+            continue
+        if chain is not None:
+            if chain not in info['chains']:
+                continue
+            if any(r.get('chain') == chain for r in info['rules']):
+                keep.append([nfam, table, chain])
+                continue
+            rc, _out, _err = run([nft, 'delete', 'chain', nfam, table, chain], None)
+            (done.append('%s %s %s' % (nfam, table, chain)) if rc == 0 else keep.append([nfam, table, chain]))
+        else:
+            if info['chains']:
+                keep.append([nfam, table, None])
+                continue
+            rc, _out, _err = run([nft, 'delete', 'table', nfam, table], None)
+            (done.append('%s %s' % (nfam, table)) if rc == 0 else keep.append([nfam, table, None]))
+    return keep, done
+
+
+RULE = {'family': 'ip', 'table': 'filter', 'handle': 5, 'expr': []}
+CREATED = [['ip', 'filter', 'INPUT'], ['ip', 'filter', 'OUTPUT'], ['ip6', 'filter', 'OUTPUT'], ['ip6', 'filter', None]]
+CLEANUP_CASES = {
+    # a blackout in place: every recorded chain holds its rules
+    'in-place': ({('ip', 'filter'): {'INPUT': [RULE], 'OUTPUT': [RULE], 'FORWARD': [], 'DOCKER-USER': []},
+                  ('ip6', 'filter'): {'OUTPUT': [RULE]}}, CREATED, 3),
+    # restored: every recorded chain is empty, the ip6 table has no other chain
+    'restored': ({('ip', 'filter'): {'INPUT': [], 'OUTPUT': [], 'FORWARD': [], 'DOCKER-USER': []},
+                  ('ip6', 'filter'): {'OUTPUT': []}}, CREATED, 4),
+    # Docker (IPv6 on since) added chains to the ip6 table: its chain goes, the table stays
+    'table-in-use': ({('ip', 'filter'): {'INPUT': [RULE], 'OUTPUT': []},
+                      ('ip6', 'filter'): {'OUTPUT': [], 'FORWARD': [RULE]}}, CREATED, 4),
+    'all-gone': ({('ip', 'filter'): {'FORWARD': []}}, CREATED, 3),
+    'one-deletion': ({('ip', 'filter'): {'INPUT': [RULE], 'OUTPUT': []}}, CREATED[:2], 3),
+    'empty-table-only': ({('ip6', 'filter'): {}}, [['ip6', 'filter', None]], 2),
+    'nothing': ({}, [], 0),
+}
+
+
+@pytest.mark.parametrize('name', sorted(CLEANUP_CASES))
+@pytest.mark.parametrize('batch_fails', [False, True])
+def test_cleanup_created_same_as_one_by_one(name, batch_fails):
+    tables, created, calls = CLEANUP_CASES[name]
+    copy = lambda: {k: {c: list(r) for c, r in v.items()} for k, v in tables.items()}  # noqa: E731
+    ref, fast = FakeFilterTables(copy()), FakeFilterTables(copy(), batch_fails=batch_fails)
+    expected = reference_cleanup(ref.run, 'nft', [list(e) for e in created])
+    assert _hostcfg.cleanup_created(fast.run, 'nft', [list(e) for e in created]) == expected
+    assert fast.tables == ref.tables
+    if not batch_fails:
+        assert len(fast.calls) == calls
+    assert len(fast.calls) <= len(ref.calls) + 2   # a failed batch costs it and one listing
+
+
+def test_cleanup_created_one_transaction_for_every_deletion():
+    tables = {('ip', 'filter'): {'INPUT': [], 'OUTPUT': [], 'FORWARD': []}, ('ip6', 'filter'): {'OUTPUT': []}}
+    fake = FakeFilterTables(tables)
+    keep, done = _hostcfg.cleanup_created(fake.run, 'nft', [list(e) for e in CREATED])
+    assert keep == [] and done == ['ip filter INPUT', 'ip filter OUTPUT', 'ip6 filter OUTPUT', 'ip6 filter']
+    assert fake.calls == [['-j', 'list', 'chain', 'ip', 'filter', 'INPUT'],
+                          ['-j', 'list', 'chain', 'ip', 'filter', 'OUTPUT'],
+                          ['-j', 'list', 'table', 'ip6', 'filter'], ['-f', '-']]
+    assert tables == {('ip', 'filter'): {'FORWARD': []}}

@@ -72,6 +72,34 @@ def test_foreign_comments_are_not_ours(comment):
     assert parse_tag(comment) is None
 
 
+@pytest.mark.parametrize('since', [
+    '20250601T120000Z', '20240229T235959Z', '20260229T000000Z', '20261127T235960Z', '20261127T235961Z',
+    '00001127T000000Z', '00011127T000000Z', '99991231T235959Z', '20261327T000000Z', '20261100T000000Z',
+    '20260031T000000Z', '20260431T000000Z', '20261127T240000Z', '20261127T236000Z', '20261127T000099Z',
+])
+def test_parse_tag_since_reads_as_strptime(since):
+    """since is read by hand: the same datetime (or the same rejection) as strptime(SINCE_FORMAT)."""
+    try:
+        expected = dt.datetime.strptime(since, '%Y%m%dT%H%M%SZ').replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        expected = None
+    tag = parse_tag(TAG.replace('since=20250601T120000Z', 'since=' + since))
+    assert (tag.since if tag else None) == expected
+
+
+def test_tag_render_is_validated_once_and_cached():
+    tag = Tag('web', 'web-1', '0123456789ab', SINCE, 'forward', '4b402dd4')
+    assert tag.render() == TAG and tag.render() is tag.render()
+    # the cache is not a field: equality, hashing, repr and replace see the fields only
+    assert tag == parse_tag(TAG) and hash(tag) == hash(parse_tag(TAG)) and '_rendered' not in repr(tag)
+    other = dataclasses.replace(tag, path='host')
+    assert other.render() != TAG and other.render().endswith('p=host h=4b402dd4')
+    bad = Tag('web', 'web 1', '0123456789ab', SINCE, 'forward', '4b402dd4')
+    for dummy in range(2):  # an invalid tag is refused every time (nothing cached)
+        with pytest.raises(PlanError, match='cannot render a valid rule tag'):
+            bad.render()
+
+
 @pytest.mark.parametrize('kwargs, expected', [
     ({'service': 'web'}, 'web'),
     ({'service': 'web', 'project': 'shop'}, 'shop/web'),

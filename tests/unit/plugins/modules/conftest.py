@@ -25,7 +25,7 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.netfence.docker.plugins.module_utils import _docker_api, _manager
+from ansible_collections.netfence.docker.plugins.module_utils import _docker_api, _iptables, _manager
 from ansible_collections.netfence.docker.plugins.module_utils._iptables import BINARY_NAMES
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.timezone.utc)
@@ -199,6 +199,9 @@ def fake_host(monkeypatch, tmp_path):
         return '/usr/sbin/' + arg if arg in BINARY_NAMES else None
 
     monkeypatch.setattr(basic.AnsibleModule, 'run_command', run_command)
+    # /proc/net/ip_tables_names of the machine running the tests must not matter: unreadable, so
+    # the legacy variant is always read (as on a host without ip_tables loaded).
+    monkeypatch.setattr(_iptables, 'read_proc_tables', lambda path: None)
     monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path', get_bin_path)
     monkeypatch.setattr(_docker_api.EngineClient, 'list_containers', lambda client: engine.list_containers(client))  # pylint: disable=unnecessary-lambda
     monkeypatch.setattr(_manager, 'dt', types.SimpleNamespace(datetime=FrozenDateTime, timedelta=dt.timedelta,
