@@ -255,15 +255,17 @@ def nft_chains(run: Runner, nft: str, nfam: str, table: str,
     return None if info is None else info['chains']
 
 
-def missing_base_chains(run: Runner, nft: str, keys: t.Iterable[tuple[str, str]]) -> list[list[t.Any]]:
+def missing_base_chains(run: Runner, nft: str, keys: t.Iterable[tuple[str, str]],
+                        listed: dict[tuple[str, str], set[str]] | None = None) -> list[list[t.Any]]:
     """[[nfam, 'filter', chain or None], ...] for the iptables-nft tables/chains that do not exist yet.
 
     ``keys``: (family, chain) of the rules about to be inserted. One listing of the chains (not of the
     tables: with 10,000 rules in DOCKER-USER a JSON listing of the table takes seconds).
+    ``listed``: that listing, when the caller has it already (nft_all_chains()).
     """
     created: list[list[t.Any]] = []
     keys = sorted(set(keys))
-    every = nft_all_chains(run, nft) if keys else {}
+    every = (nft_all_chains(run, nft) if listed is None else listed) if keys else {}
     listed: dict[str, set[str] | None] = {}
     for family, chain in keys:
         nfam = NFT_FAMILY[family]

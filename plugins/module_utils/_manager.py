@@ -440,7 +440,8 @@ class BlackoutManager(_HostManager):
             try:
                 if detection is not None and detection.variant == 'nft' and self.nft.available and to_add:
                     created = _hostcfg.missing_base_chains(self._run_utc, t.cast(str, self.nft.nft),
-                                                           ((r.family, r.chain) for r in to_add))
+                                                           ((r.family, r.chain) for r in to_add),
+                                                           self.nft.last_chains)
                 for family in (detection.chains.families if detection is not None else ()):
                     self.firewall.apply(family, restore_payload(to_add, to_remove, family))
                 if nft_add or nft_remove:

@@ -200,20 +200,21 @@ def test_cleanup_created_deletes_only_empty_recorded_chains():
 
 
 class FakeNftTables:
-    """nft -j list tables / list table over {(family, name): nft -j list table output}."""
+    """nft -j list chains / list table over {(family, name): nft -j list table output}."""
 
     def __init__(self, tables, tables_error=None):
         self.tables = tables
-        self.tables_error = tables_error  # (rc, stderr) of a failing ``list tables``
+        self.tables_error = tables_error  # (rc, stderr) of a failing ``list chains``
         self.calls = []
 
     def run(self, argv, data):
         self.calls.append(argv[1:])
-        if argv[1:] == ['-j', 'list', 'tables']:
+        if argv[1:] == ['-j', 'list', 'chains']:
             if self.tables_error:
                 return self.tables_error[0], '', self.tables_error[1]
-            objs = [{'table': {'family': fam, 'name': name, 'handle': i}}
-                    for i, (fam, name) in enumerate(sorted(self.tables), 1)]
+            objs = [{'chain': dict(o['chain'], family=fam, table=name)}
+                    for (fam, name), text in sorted(self.tables.items())
+                    for o in json.loads(text)['nftables'] if 'chain' in o]
             return 0, json.dumps({'nftables': [{'metainfo': {'json_schema_version': 1}}] + objs}), ''
         if argv[1:4] == ['-j', 'list', 'table']:
             key = (argv[4], argv[5])
@@ -240,11 +241,17 @@ def test_list_table_lists_only_tables_that_exist(present, listed):
     tables = {(fam, 'netfence'): listing(rules, fam) for fam in present}
     tables[('ip', 'filter')] = '{"nftables": []}'  # foreign tables are never listed
     fast = FakeNftTables(tables)
-    # what listing both tables directly gives (the table list failing: each table is listed)
+    # what listing both tables directly gives (the chain list failing: each table is listed)
     direct = FakeNftTables(tables, tables_error=(1, 'Error: something'))
     assert read_both(_nft.Nft(fast.run, 'nft')) == read_both(_nft.Nft(direct.run, 'nft'))
-    assert fast.calls == [['-j', 'list', 'tables']] + listed
+    assert fast.calls == [['-j', 'list', 'chains']] + listed
     assert direct.calls[1::2] == [['-j', 'list', 'table', f, 'netfence'] for f in ('inet', 'bridge')]
+
+
+def test_list_table_reads_a_table_of_ours_without_chains_as_absent():
+    fake = FakeNftTables({('inet', 'netfence'): '{"nftables": [{"table": {"family": "inet", "name": "netfence"}}]}'})
+    assert _nft.Nft(fake.run, 'nft').list_table('inet') == ([], [])
+    assert fake.calls == [['-j', 'list', 'chains']]
 
 
 def test_list_table_lists_tables_afresh_for_each_read_and_after_a_change():
@@ -256,14 +263,14 @@ def test_list_table_lists_tables_afresh_for_each_read_and_after_a_change():
     tables[('inet', 'netfence')] = listing(rules)   # appears between two reads
     inet, bridge = read_both(nft)
     assert len(inet[0]) == len(rules) and bridge == ([], [])
-    assert fake.calls == [['-j', 'list', 'tables']] * 2 + [['-j', 'list', 'table', 'inet', 'netfence']]
+    assert fake.calls == [['-j', 'list', 'chains']] * 2 + [['-j', 'list', 'table', 'inet', 'netfence']]
     nft.list_table('inet')
     nft.apply('delete table inet netfence\n')
     del tables[('inet', 'netfence')]
     assert nft.list_table('bridge') == ([], []) and nft.list_table('inet') == ([], [])
     # the change drops the listing the bridge read would have used: listed again, then used by inet
-    assert fake.calls[3:] == [['-j', 'list', 'tables'], ['-j', 'list', 'table', 'inet', 'netfence'], ['-f', '-'],
-                              ['-j', 'list', 'tables']]
+    assert fake.calls[3:] == [['-j', 'list', 'chains'], ['-j', 'list', 'table', 'inet', 'netfence'], ['-f', '-'],
+                              ['-j', 'list', 'chains']]
 
 
 @pytest.mark.parametrize('error, raised', [
@@ -281,7 +288,7 @@ def test_list_table_errors_as_before_when_tables_cannot_be_listed(error, raised)
             nft.list_table('inet')
     else:
         assert nft.list_table('inet') == ([], [])
-    assert calls == [['-j', 'list', 'tables'], ['-j', 'list', 'table', 'inet', 'netfence']]
+    assert calls == [['-j', 'list', 'chains'], ['-j', 'list', 'table', 'inet', 'netfence']]
 
 
 class FakeFilterTables:
@@ -404,3 +411,19 @@ def test_cleanup_created_one_transaction_for_every_deletion():
                           ['-j', 'list', 'chain', 'ip', 'filter', 'OUTPUT'],
                           ['-j', 'list', 'table', 'ip6', 'filter'], ['-f', '-']]
     assert tables == {('ip', 'filter'): {'FORWARD': []}}
+
+
+def test_the_chain_listing_is_kept_for_missing_base_chains_until_a_change():
+    rules = _nft.plan_inet('web', [WEB], Options.build(), SINCE)
+    fake = FakeNftTables({('inet', 'netfence'): listing(rules)})
+    nft = _nft.Nft(fake.run, 'nft')
+    assert nft.last_chains is None
+    nft.list_table('inet')
+    assert set(nft.last_chains) == {('inet', 'netfence')}
+    calls = len(fake.calls)
+    # missing_base_chains uses it instead of listing the chains again
+    created = _hostcfg.missing_base_chains(fake.run, 'nft', [('ipv4', 'INPUT')], nft.last_chains)
+    assert created == [['ip', 'filter', None], ['ip', 'filter', 'INPUT']]
+    assert fake.calls[calls:] == [['-j', 'list', 'table', 'ip', 'filter']]  # no second chain listing
+    nft.apply('delete table inet netfence\n')
+    assert nft.last_chains is None
