@@ -189,8 +189,8 @@ def fleet_restore(hosts: t.Sequence[str], hostvars: t.Any, service: str, check_m
         lines.append('no blackout to lift: ' + ', '.join(nothing_to_do))
     lines += ['FAILED %s: %s' % item for item in failed.items()]
     lines += ['UNREACHABLE %s: %s' % item for item in unreachable.items()]
-    bad = ['%s (%s)' % item for item in failed.items()] + ['%s (unreachable, %s)' % item
-                                                             for item in unreachable.items()]
+    bad = ['%s (%s)' % item for item in failed.items()]
+    bad += ['%s (unreachable, %s)' % item for item in unreachable.items()]
     message = '' if complete else (
         'Restore of %s failed on %d host(s): %s. Restored: %s. Re-run against the failed hosts (--limit); a blackout '
         'made with a duration also lifts itself at its expiry.' % (service, len(bad), '; '.join(bad),

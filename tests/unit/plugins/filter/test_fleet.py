@@ -16,9 +16,10 @@ NONE = {'ipv4': [], 'ipv6': []}
 MC1 = {'name': 'mc-1', 'networks': {'front': {'ipv4': '172.18.0.2', 'ipv6': 'fd00::2'}}}
 
 
-def result(changed=True, containers=(MC1,), rules=RULES, added=None, removed=NONE, **extra):
-    return dict({'changed': changed, 'containers': list(containers), 'rules': rules,
-                 'added': RULES if added is None and changed else (added or NONE), 'removed': removed,
+def result(changed=True, containers=(MC1,), rules=None, added=None, removed=None, **extra):
+    return dict({'changed': changed, 'containers': list(containers), 'rules': RULES if rules is None else rules,
+                 'added': RULES if added is None and changed else (added or NONE),
+                 'removed': NONE if removed is None else removed,
                  'expires': None, 'verify': {'summary': 'refused: 127.0.0.1:11211'}}, **extra)
 
 

@@ -392,7 +392,10 @@ CLEANUP_CASES = {
 @pytest.mark.parametrize('batch_fails', [False, True])
 def test_cleanup_created_same_as_one_by_one(name, batch_fails):
     tables, created, calls = CLEANUP_CASES[name]
-    copy = lambda: {k: {c: list(r) for c, r in v.items()} for k, v in tables.items()}  # noqa: E731
+
+    def copy():
+        return {k: {c: list(r) for c, r in v.items()} for k, v in tables.items()}
+
     ref, fast = FakeFilterTables(copy()), FakeFilterTables(copy(), batch_fails=batch_fails)
     expected = reference_cleanup(ref.run, 'nft', [list(e) for e in created])
     assert _hostcfg.cleanup_created(fast.run, 'nft', [list(e) for e in created]) == expected
