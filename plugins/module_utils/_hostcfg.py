@@ -26,6 +26,7 @@ import os
 import tempfile
 import typing as t
 
+from ansible_collections.netfence.docker.plugins.module_utils._nft import parse_chains
 from ansible_collections.netfence.docker.plugins.module_utils._planner import FAMILIES
 
 STATE_FILE = '/var/lib/netfence/blackouts.json'
@@ -229,16 +230,7 @@ def nft_chain(run: Runner, nft: str, nfam: str, table: str, chain: str) -> dict[
 def nft_all_chains(run: Runner, nft: str) -> dict[tuple[str, str], set[str]]:
     """{(nft family, table): chain names} of every table that has a chain, without listing rules."""
     rc, out, _err = run([nft, '-j', 'list', 'chains'], None)
-    found: dict[tuple[str, str], set[str]] = {}
-    if rc == 0:
-        try:
-            for obj in json.loads(out or '{}').get('nftables', []):
-                chain = obj.get('chain') if isinstance(obj, dict) else None
-                if isinstance(chain, dict):
-                    found.setdefault((chain.get('family'), chain.get('table')), set()).add(chain.get('name'))
-        except (ValueError, AttributeError, TypeError):
-            found = {}
-    return found
+    return (parse_chains(out) if rc == 0 else None) or {}
 
 
 def nft_chains(run: Runner, nft: str, nfam: str, table: str,

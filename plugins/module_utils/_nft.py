@@ -34,13 +34,14 @@ from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     LOOPBACK,
     Options,
     PlanError,
+    PlannerBase,
     Tag,
     _LOOPBACK_BINDS,
     container_addresses,
     make_tag,
+    ordered_containers,
     parse_tag,
     utc,
-    validate_blackout_name,
 )
 
 TABLE = 'netfence'
@@ -67,16 +68,14 @@ class BridgeCaps:
         return 'stateful' if self.ct else 'stateless-drop'
 
 
-@dataclass(frozen=True)
-class NftRule:
-    """One planned nft rule of our tables."""
+class _NftRuleView:
+    """What planned and found rules of our tables answer alike (from ``nfamily``, ``chain``,
+    ``address`` and ``text``)."""
 
-    nfamily: str   # 'inet' or 'bridge'
+    nfamily: str
     chain: str
-    body: str      # rule text without the comment
-    tag: Tag
-    path: str
-    address: str   # single address CIDR (for grouping and reports)
+    address: str | None
+    text: str
 
     @property
     def table(self) -> str:
@@ -89,15 +88,7 @@ class NftRule:
 
     @property
     def addr_family(self) -> str:
-        return 'ipv6' if ':' in self.address else 'ipv4'
-
-    @property
-    def identity(self) -> tuple[str, str, str, str]:
-        return (self.nfamily, TABLE, self.chain, self.tag.render())
-
-    @property
-    def text(self) -> str:
-        return '%s comment "%s"' % (self.body, self.tag.render())
+        return 'ipv6' if self.address and ':' in self.address else 'ipv4'
 
     @property
     def line(self) -> str:
@@ -105,7 +96,27 @@ class NftRule:
 
 
 @dataclass(frozen=True)
-class ExistingNftRule:
+class NftRule(_NftRuleView):
+    """One planned nft rule of our tables."""
+
+    nfamily: str   # 'inet' or 'bridge'
+    chain: str
+    body: str      # rule text without the comment
+    tag: Tag
+    path: str
+    address: str   # single address CIDR (for grouping and reports)
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.nfamily, TABLE, self.chain, self.tag.render())
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return '%s comment "%s"' % (self.body, self.tag.render())
+
+
+@dataclass(frozen=True)
+class ExistingNftRule(_NftRuleView):
     """A rule found in one of our tables (``nft -j list table``)."""
 
     nfamily: str
@@ -118,24 +129,8 @@ class ExistingNftRule:
     text: str
 
     @property
-    def table(self) -> str:
-        return TABLE
-
-    @property
-    def family(self) -> str:
-        return self.nfamily
-
-    @property
-    def addr_family(self) -> str:
-        return 'ipv6' if self.address and ':' in self.address else 'ipv4'
-
-    @property
     def identity(self) -> tuple[str, str, str, str]:
         return (self.nfamily, TABLE, self.chain, self.tag.render() if self.tag else '#%d' % self.handle)
-
-    @property
-    def line(self) -> str:
-        return 'nft %s %s %s: %s' % (self.nfamily, TABLE, self.chain, self.text)
 
     @property
     def path(self) -> str | None:
@@ -161,13 +156,7 @@ def _bare(cidr: str) -> str:
     return cidr.split('/')[0] if cidr.endswith(('/32', '/128')) else cidr
 
 
-class _NftPlanner:
-    def __init__(self, name: str, options: Options, since: dt.datetime) -> None:
-        self.name = validate_blackout_name(name)
-        self.options = options
-        self.since = utc(since)
-        self.rules: list[NftRule] = []
-        self.seen: set[tuple[str, str, str, str]] = set()
+class _NftPlanner(PlannerBase):
 
     def time(self) -> list[str]:
         if self.options.expires is None:
@@ -179,10 +168,7 @@ class _NftPlanner:
         if ' %s %s' % (_ip(address) + (' saddr' if path in ('outbound', 'reply') else ' daddr'),
                        _bare(address)) not in ' ' + body:
             raise PlanError('internal error: nft rule without a single-address match: %s' % body)
-        rule = NftRule(nfamily=nfamily, chain=chain, body=body, tag=tag, path=path, address=address)
-        if rule.identity not in self.seen:
-            self.seen.add(rule.identity)
-            self.rules.append(rule)
+        self.keep(NftRule(nfamily=nfamily, chain=chain, body=body, tag=tag, path=path, address=address))
 
     def verdicts(self, proto: str | None, bridge_reject: bool = True) -> str:
         rw = self.options.reject_with
@@ -281,16 +267,11 @@ class _NftPlanner:
                      'dport' if caps.ct else None, bridge_reject=caps.reject)
 
 
-def _ordered(containers: t.Iterable[Container]) -> list[Container]:
-    unique = {c.id: c for c in containers}
-    return sorted(unique.values(), key=lambda c: (c.name, c.id))
-
-
 def plan_inet(name: str, containers: t.Iterable[Container], options: Options, since: dt.datetime,
               families: t.Sequence[str] = FAMILIES) -> tuple[NftRule, ...]:
     """The ``table inet netfence`` rules of a blackout (the nftables backend)."""
     planner = _NftPlanner(name, options, since)
-    ordered = _ordered(containers)
+    ordered = ordered_containers(containers)
     for family in FAMILIES:
         if family not in families:
             continue
@@ -309,7 +290,7 @@ def plan_bridge(name: str, containers: t.Iterable[Container], options: Options, 
     for family in FAMILIES:
         if family not in families:
             continue
-        for container in _ordered(containers):
+        for container in ordered_containers(containers):
             for addr in container_addresses(container, family):
                 planner.bridge_address(container, addr, caps)
     return tuple(planner.rules)
@@ -488,6 +469,20 @@ def payload(nfamily: str, existing: t.Sequence[ExistingNftRule], to_add: t.Seque
     return '\n'.join(lines) + '\n'
 
 
+def parse_chains(text: str) -> dict[tuple[str, str], set[str]] | None:
+    """``nft -j list chains`` → {(nft family, table): chain names}; None when it cannot be read."""
+    try:
+        data = json.loads(text or '{}').get('nftables', [])
+        chains: dict[tuple[str, str], set[str]] = {}
+        for obj in data:
+            if 'chain' in obj:
+                chain = obj['chain']
+                chains.setdefault((chain['family'], chain['table']), set()).add(chain['name'])
+    except (ValueError, AttributeError, TypeError, KeyError):
+        return None
+    return chains
+
+
 class Nft:
     """Reads and changes our nft tables through an injected ``run`` (as the iptables Firewall)."""
 
@@ -499,7 +494,6 @@ class Nft:
         # ``list tables``: nft fetches every rule of the ruleset for it (160 ms with 10,000 rules in
         # DOCKER-USER), while ``list chains`` lists no rule (5 ms). Our tables always hold chains;
         # one without any holds no rule either, so it reads as absent.
-        self._tables: set[tuple[str, str]] = set()
         self._unread: set[str] = set()
         # The last chain listing, {(family, table): chain names}, for callers that need it before
         # any change (None until listed, and after a change).
@@ -519,23 +513,13 @@ class Nft:
         each of our families has used the last listing); None when that listing failed."""
         if nfamily not in self._unread:
             rc, out, _err = self.run([t.cast(str, self.nft), '-j', 'list', 'chains'], None)
-            try:
-                data = json.loads(out).get('nftables', []) if rc == 0 else None
-                chains: dict[tuple[str, str], set[str]] = {}
-                for obj in data if isinstance(data, list) else ():
-                    if 'chain' in obj:
-                        chain = obj['chain']
-                        chains.setdefault((chain['family'], chain['table']), set()).add(chain['name'])
-                tables = set(chains) if isinstance(data, list) else None
-            except (ValueError, AttributeError, TypeError, KeyError):
-                tables = None
-            if tables is None:
+            self.last_chains = parse_chains(out) if rc == 0 else None
+            if self.last_chains is None:
                 self._unread = set()
                 return None
-            self._tables, self._unread = tables, {'inet', 'bridge'}
-            self.last_chains = chains
+            self._unread = {'inet', 'bridge'}
         self._unread.discard(nfamily)
-        return (nfamily, TABLE) in self._tables
+        return (nfamily, TABLE) in t.cast(dict, self.last_chains)
 
     def list_table(self, nfamily: str) -> tuple[list[ExistingNftRule], list[str]]:
         """Our table's rules and chains; ([], []) when it does not exist."""

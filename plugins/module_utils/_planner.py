@@ -321,13 +321,31 @@ def _match_tokens(
     return tokens
 
 
-class _Planner:
+def ordered_containers(containers: t.Iterable[Container]) -> list[Container]:
+    """Each container once, by name then id: the order rules are planned in."""
+    unique = {c.id: c for c in containers}
+    return sorted(unique.values(), key=lambda c: (c.name, c.id))
+
+
+class PlannerBase:
+    """What the iptables and nft planners share: the blackout's name, options and start, and its
+    rules in planning order, each identity once."""
+
     def __init__(self, name: str, options: Options, since: dt.datetime) -> None:
         self.name = validate_blackout_name(name)
         self.options = options
         self.since = utc(since)
-        self.rules: list[Rule] = []
+        self.rules: list[t.Any] = []
         self.seen: set[tuple[str, str, str, str]] = set()
+
+    def keep(self, rule: t.Any) -> None:
+        """Append ``rule`` unless a rule of the same identity is planned already."""
+        if rule.identity not in self.seen:
+            self.seen.add(rule.identity)
+            self.rules.append(rule)
+
+
+class _Planner(PlannerBase):
 
     def targets(self, family: str, proto: str | None) -> list[str]:
         if self.options.reject_with == 'drop':
@@ -343,9 +361,7 @@ class _Planner:
         spec = ' '.join(matches + ['-m', 'comment', '--comment', quote_arg(tag.render())] + target)
         rule = Rule(family=family, table=TABLE, chain=chain, spec=spec, tag=tag, path=path, address=address)
         _check_single_address(rule, matches)
-        if rule.identity not in self.seen:
-            self.seen.add(rule.identity)
-            self.rules.append(rule)
+        self.keep(rule)
 
     def rejects(self, family: str, chain: str, path: str, container: Container, address: str,
                 port_opt: str | None, **match: t.Any) -> None:
@@ -532,8 +548,7 @@ def plan(
     ``host_addresses`` ({family: addresses of the host}) is needed for containers on the host
     network only.
     """
-    unique = {c.id: c for c in containers}
-    ordered = sorted(unique.values(), key=lambda c: (c.name, c.id))
+    ordered = ordered_containers(containers)
     planner = _Planner(name, options, since)
     if host_addresses is None and any(host_network(c) for c in ordered):
         raise PlanError('internal error: the host\'s addresses are needed for a container on the host network')
