@@ -483,7 +483,8 @@ class BlackoutManager(_HostManager):
         if p['verify']:
             result['verify'], checked = self.verify(name, options, containers if present else None,
                                                     list(existing) + nft_existing)
-            result['containers'] = [container_result(c) for c in checked]
+            if not present:  # the containers a restore looked up for its check
+                result['containers'] = [container_result(c) for c in checked]
             if result['verify']['state'] == 'failed':
                 raise BlackoutError(_verify.failure(result['verify']), **result)
         if self.module._diff:  # pylint: disable=protected-access

@@ -20,6 +20,8 @@ import threading
 import time
 import typing as t
 
+from ansible_collections.netfence.docker.plugins.module_utils._planner import host_network
+
 # How long to wait for every target to behave: a blackout lands in one transaction, a restored
 # service may need a moment for docker-proxy and the service itself.
 TIMEOUT = {'refused': 10.0, 'open': 30.0}
@@ -62,7 +64,7 @@ def targets(containers: t.Iterable[t.Any], ports: t.Iterable[tuple[int, str]],
             out.append(target)
 
     for container in containers:
-        if container.network_mode == 'host':
+        if host_network(container):
             for port in sorted(wanted):
                 for host in ['127.0.0.1', '::1'] + extra:
                     add(host, port, container.name, host == '::1')
