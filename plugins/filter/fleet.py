@@ -84,10 +84,9 @@ def fleet_blackout(hosts: t.Sequence[str], hostvars: t.Any, service: str, partia
     for host in hosts:
         run = _var(hostvars, host, '_netfence_blackout_run')
         res = _var(hostvars, host, '_netfence_result') or {'skipped': True}
-        if isinstance(run, t.Mapping):
-            (unreachable if run.get('unreachable') else failed)[host] = str(run.get('reason') or 'failed')
-            if run.get('rollback'):
-                rollback.append(host)
+        if isinstance(run, t.Mapping):  # a failed task (the rescue): rolled back whatever it did
+            failed[host] = str(run.get('reason') or 'failed')
+            rollback.append(host)
         elif res.get('unreachable'):
             unreachable[host] = _reason(res, 'the host could not be reached')
         elif res.get('skipped'):
