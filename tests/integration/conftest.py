@@ -57,6 +57,12 @@ _SAVE_COMMANDS = (
 )
 
 
+def _run_flags(check: bool, diff: bool, extra_vars: dict | None) -> list[str]:
+    """--check, --diff and -e JSON, as asked (ansible and ansible-playbook alike)."""
+    return ((['--check'] if check else []) + (['--diff'] if diff else [])
+            + (['-e', json.dumps(extra_vars)] if extra_vars else []))
+
+
 def _tool(name: str) -> str:
     """An Ansible CLI next to the running Python (the toolchain venv), else on PATH."""
     candidate = Path(sys.executable).parent / name
@@ -284,12 +290,7 @@ def run_module(inventory, ansible_env, tmp_path_factory):  # pylint: disable=red
         argv = [_tool('ansible'), '-i', inventory, _host_name(host), '-m', _module_fqcn(module)]
         if module_args:  # '-a {}' would be taken as raw params
             argv += ['-a', json.dumps(module_args)]
-        if check:
-            argv.append('--check')
-        if diff:
-            argv.append('--diff')
-        if extra_vars:
-            argv += ['-e', json.dumps(extra_vars)]
+        argv += _run_flags(check, diff, extra_vars)
         run_env = dict(ansible_env, **(env or {}))
         return _PendingModule(host, module, argv, run_env, cwd, timeout)
 
@@ -321,13 +322,7 @@ def run_play(inventory, ansible_env, tmp_path_factory):  # pylint: disable=redef
         path.write_text(json.dumps([dict({'name': 'netfence integration', 'hosts': pattern,
                                           'gather_facts': False, 'tasks': tasks}, **(play or {}))],
                                    indent=1), encoding='utf-8')
-        argv = [_tool('ansible-playbook'), '-i', inventory, str(path)]
-        if check:
-            argv.append('--check')
-        if diff:
-            argv.append('--diff')
-        if extra_vars:
-            argv += ['-e', json.dumps(extra_vars)]
+        argv = [_tool('ansible-playbook'), '-i', inventory, str(path)] + _run_flags(check, diff, extra_vars)
         proc = _start(argv, dict(ansible_env, **(env or {})), str(workdir))
         try:
             stdout, stderr = proc.communicate(timeout=timeout)

@@ -35,3 +35,13 @@ def wait_quiet(host, netfence_rules, timeout: float = QUIET_WAIT) -> None:
                         'run (or a killed earlier run) uses this lab. Use an own lab instance '
                         '(NETFENCE_LAB=x) or remove them with state=absent.')
         time.sleep(2)
+
+
+def held_host(lab_host, netfence_rules, restore):
+    """The body of a module-scoped ``host`` fixture: wait until the host has no rule of ours,
+    yield it, then ``restore(host)`` and check that no rule of ours is left."""
+    wait_quiet(lab_host, netfence_rules)
+    yield lab_host
+    restore(lab_host)
+    leftovers = netfence_rules(lab_host)
+    assert not leftovers, f'netfence rules left on {lab_host.name}: {leftovers}'

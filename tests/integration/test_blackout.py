@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
-from nf_helpers import blackout_of, check_ok, wait_quiet
+from nf_helpers import blackout_of, check_ok, held_host, wait_quiet
 
 SERIES = ('20.10', '28')
 SERVICE = 'memcached'
@@ -105,12 +105,8 @@ def exchange_all(held: dict, timeout: float = 2.0) -> dict:
 @pytest.fixture(scope='module', params=SERIES, ids=lambda s: f'docker{s}')
 def host(request, host_of_series, run_module, netfence_rules):
     """A lab host of each Docker series, quiet before, left without any rule of ours after."""
-    lab_host = host_of_series(request.param)
-    wait_quiet(lab_host, netfence_rules)
-    yield lab_host
-    restore_mine(lab_host, run_module, netfence_rules)
-    leftovers = netfence_rules(lab_host)
-    assert not leftovers, f'netfence rules left on {lab_host.name}: {leftovers}'
+    yield from held_host(host_of_series(request.param), netfence_rules,
+                         lambda lab_host: restore_mine(lab_host, run_module, netfence_rules))
 
 
 @dataclasses.dataclass

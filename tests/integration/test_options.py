@@ -23,7 +23,7 @@ import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
 import netfence_lab_agent as agent
-from nf_helpers import blackout_of, check_ok, wait_quiet
+from nf_helpers import blackout_of, check_ok, held_host
 
 SERIES = ('20.10', '28')
 MEMCACHED = ('lab-memcached-1', 'lab-memcached-2')
@@ -133,12 +133,8 @@ def restore_mine(host, run_module, netfence_rules) -> None:
 
 @pytest.fixture(scope='module', params=SERIES, ids=lambda s: f'docker{s}')
 def host(request, host_of_series, run_module, netfence_rules):
-    lab_host = host_of_series(request.param)
-    wait_quiet(lab_host, netfence_rules)
-    yield lab_host
-    restore_mine(lab_host, run_module, netfence_rules)
-    leftovers = netfence_rules(lab_host)
-    assert not leftovers, f'netfence rules left on {lab_host.name}: {leftovers}'
+    yield from held_host(host_of_series(request.param), netfence_rules,
+                         lambda lab_host: restore_mine(lab_host, run_module, netfence_rules))
 
 
 @pytest.fixture()
