@@ -248,16 +248,16 @@ def nft_chains(run: Runner, nft: str, nfam: str, table: str,
 
 
 def missing_base_chains(run: Runner, nft: str, keys: t.Iterable[tuple[str, str]],
-                        listed: dict[tuple[str, str], set[str]] | None = None) -> list[list[t.Any]]:
+                        known: dict[tuple[str, str], set[str]] | None = None) -> list[list[t.Any]]:
     """[[nfam, 'filter', chain or None], ...] for the iptables-nft tables/chains that do not exist yet.
 
     ``keys``: (family, chain) of the rules about to be inserted. One listing of the chains (not of the
     tables: with 10,000 rules in DOCKER-USER a JSON listing of the table takes seconds).
-    ``listed``: that listing, when the caller has it already (nft_all_chains()).
+    ``known``: that listing, when the caller has it already (nft_all_chains()).
     """
     created: list[list[t.Any]] = []
     keys = sorted(set(keys))
-    every = (nft_all_chains(run, nft) if listed is None else listed) if keys else {}
+    every = (nft_all_chains(run, nft) if known is None else known) if keys else {}
     listed: dict[str, set[str] | None] = {}
     for family, chain in keys:
         nfam = NFT_FAMILY[family]

@@ -299,6 +299,9 @@ def _variant_of_version(text: str) -> str:
     return 'legacy'  # '(legacy)', or iptables < 1.8 which has no nft variant
 
 
+LEGACY_WARNING = '# Warning: iptables-legacy tables present'
+
+
 def variant_of_save(text: str) -> str | None:
     """The variant that printed iptables-save output, when the output says so; None when unsure.
 
@@ -328,8 +331,6 @@ def variant_of_save(text: str) -> str | None:
     return None
 
 
-LEGACY_WARNING = '# Warning: iptables-legacy tables present'
-
 
 PROC_TABLES = {'iptables': '/proc/net/ip_tables_names', 'ip6tables': '/proc/net/ip6_tables_names'}
 
@@ -354,7 +355,7 @@ class Firewall:
     """
 
     def __init__(self, run: Runner, binaries: t.Mapping[str, str | None],
-                 read_proc: t.Callable[[str], t.Optional[t.List[str]]] | None = None) -> None:
+                 read_proc: t.Callable[[str], list[str] | None] | None = None) -> None:
         self.run = run
         self.binaries = {k: v for k, v in binaries.items() if v}
         self.read_proc = read_proc or read_proc_tables
