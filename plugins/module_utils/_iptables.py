@@ -331,7 +331,6 @@ def variant_of_save(text: str) -> str | None:
     return None
 
 
-
 PROC_TABLES = {'iptables': '/proc/net/ip_tables_names', 'ip6tables': '/proc/net/ip6_tables_names'}
 
 
