@@ -13,6 +13,7 @@ import shlex
 import typing as t
 from dataclasses import dataclass, field
 
+from ansible_collections.netfence.docker.plugins.module_utils import _validate
 from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     DATESTOP_FORMAT,
     FAMILIES,
@@ -247,7 +248,8 @@ def _rule_expired(rule: Rule, now: dt.datetime) -> bool:
 def restore_payload(to_add: t.Sequence[Rule], to_remove: t.Sequence[AnyRule], family: str) -> str:
     """iptables-restore --noflush input: deletions, then insertions at 1 in reverse planned order.
 
-    Returns '' when there is nothing to do for ``family``.
+    Returns '' when there is nothing to do for ``family``. Raises ``RenderError`` (nothing
+    written) when a line is not one tagged rule made of allowed tokens.
     """
     tables: dict[str, list[str]] = {}
     for rule in to_remove:
@@ -259,7 +261,12 @@ def restore_payload(to_add: t.Sequence[Rule], to_remove: t.Sequence[AnyRule], fa
     out = []
     for table, lines in tables.items():
         out.append('*%s\n%sCOMMIT\n' % (table, ''.join(line + '\n' for line in lines)))
-    return ''.join(out)
+    text = ''.join(out)
+    # Defence in depth: every line checked against closed character sets (RenderError otherwise);
+    # the only newline in the payload is the line separator.
+    for line in text[:-1].split('\n') if text else ():
+        _validate.iptables_line(line)
+    return text
 
 
 # ---------------------------------------------------------------------------

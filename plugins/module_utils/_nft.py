@@ -28,6 +28,7 @@ import json
 import typing as t
 from dataclasses import dataclass
 
+from ansible_collections.netfence.docker.plugins.module_utils import _validate
 from ansible_collections.netfence.docker.plugins.module_utils._docker_api import Container
 from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     FAMILIES,
@@ -462,10 +463,14 @@ def payload(nfamily: str, existing: t.Sequence[ExistingNftRule], to_add: t.Seque
     removed = {r.handle for r in removes}
     remaining = [r for r in existing if r.nfamily == nfamily and r.handle not in removed]
     if not adds and not remaining:
-        return 'delete table %s %s\n' % (nfamily, TABLE)
+        return _validate.nft_line('delete table %s %s' % (nfamily, TABLE)) + '\n'
     lines = ['add table %s %s' % (nfamily, TABLE)] + chain_definitions(nfamily)
     lines += ['delete rule %s %s %s handle %d' % (nfamily, TABLE, r.chain, r.handle) for r in removes]
     lines += ['add rule %s %s %s %s' % (nfamily, TABLE, r.chain, r.text) for r in adds]
+    # Defence in depth: each line checked against closed character sets (RenderError otherwise).
+    fixed = frozenset(chain_definitions(nfamily))
+    for line in lines:
+        _validate.nft_line(line, fixed)
     return '\n'.join(lines) + '\n'
 
 

@@ -14,6 +14,7 @@ import re
 import typing as t
 from dataclasses import dataclass, field
 
+from ansible_collections.netfence.docker.plugins.module_utils import _validate
 from ansible_collections.netfence.docker.plugins.module_utils._docker_api import Container
 
 FAMILIES = ('ipv4', 'ipv6')
@@ -25,6 +26,7 @@ TABLE = 'filter'
 HOST_CHAIN = 'OUTPUT'
 INPUT_CHAIN = 'INPUT'
 MAX_COMMENT = 255
+NFT_MAX_COMMENT = 127  # nft rejects comments of 128 bytes and more
 SINCE_FORMAT = '%Y%m%dT%H%M%SZ'
 DATESTOP_FORMAT = '%Y-%m-%dT%H:%M:%S'
 LOOPBACK = {'ipv4': '127.0.0.1/32', 'ipv6': '::1/128'}
@@ -32,11 +34,19 @@ _LOOPBACK_BINDS = {'ipv4': ('', '0.0.0.0', '127.0.0.1'), 'ipv6': ('::', '::1')}
 _ICMP_UNREACH = {'ipv4': 'icmp-port-unreachable', 'ipv6': 'icmp6-port-unreachable'}
 _SINGLE = {'ipv4': '/32', 'ipv6': '/128'}
 
+# Parsing accepts names of up to 100 characters (rules of earlier versions can still be read and
+# removed); new blackouts are limited to MAX_NAME_LENGTH, see below.
 BLACKOUT_NAME_PATTERN = r'[A-Za-z0-9][A-Za-z0-9_.,/-]{0,99}'
+LEGACY_MAX_NAME_LENGTH = 100
 _CT_PATTERN = r'[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}'
+_TAG_FORMAT = 'netfence bo=%s ct=%s id=%s since=%s p=%s h=%s'
 _TAG_RE = re.compile(
     r'netfence bo=(?P<bo>%s) ct=(?P<ct>%s) id=(?P<cid>[0-9a-f]{12}) since=(?P<since>[0-9]{8}T[0-9]{6}Z)'
     r' p=(?P<path>%s) h=(?P<h>[0-9a-f]{8})' % (BLACKOUT_NAME_PATTERN, _CT_PATTERN, '|'.join(PATHS)))
+# The longest blackout name whose tag fits every backend: the nft comment limit (127 bytes) minus
+# the tag's fixed text with the longest path, a 12-hex id, a 16-character since, an 8-hex hash and
+# a container name shortened to its minimum of one character (make_tag shortens ct, never bo).
+MAX_NAME_LENGTH = NFT_MAX_COMMENT - len(_TAG_FORMAT % ('', 'c', 'x' * 12, 'x' * 16, max(PATHS, key=len), 'x' * 8))
 
 
 class PlanError(ValueError):
@@ -54,13 +64,18 @@ def utc(value: dt.datetime) -> dt.datetime:
 # Names and tags
 # ---------------------------------------------------------------------------
 
-def validate_blackout_name(name: t.Any) -> str:
-    """Check the blackout name charset and length (design.md)."""
+def validate_blackout_name(name: t.Any, limit: int = MAX_NAME_LENGTH) -> str:
+    """Check the blackout name charset and length (design.md): at most ``limit`` characters
+    (MAX_NAME_LENGTH: its longest tag fits the nft comment, the tightest backend)."""
     if not isinstance(name, str) or not name:
         raise PlanError('blackout name must be a non-empty string')
+    if len(name) > limit:
+        raise PlanError('blackout name %r is too long (%d > %d characters: the rule tag must fit the 127 bytes '
+                        'of an nft comment); give a shorter name' % (name[:40] + '...', len(name), limit))
     if not re.fullmatch(BLACKOUT_NAME_PATTERN, name):
-        raise PlanError('blackout name %r is invalid: it must match %s (max 100 characters)'
-                        % (name, BLACKOUT_NAME_PATTERN))
+        raise PlanError('blackout name %r is invalid: it contains %s; allowed are letters, digits and _ . , / - '
+                        '(starting with a letter or digit, max %d characters)'
+                        % (name, _validate.describe_bad(name), limit))
     return name
 
 
@@ -70,15 +85,19 @@ def blackout_name(
     project: str | None = None,
     names: t.Iterable[str] | None = None,
     name: str | None = None,
+    limit: int = MAX_NAME_LENGTH,
 ) -> str:
     """Derive the blackout name: name, else project/service or service, else sorted names joined by ','."""
     if name:
-        return validate_blackout_name(name)
+        return validate_blackout_name(name, limit)
     if service:
-        return validate_blackout_name('%s/%s' % (project, service) if project else service)
+        return validate_blackout_name('%s/%s' % (project, service) if project else service, limit)
     names = sorted(set(names or ()))
     if names:
-        return validate_blackout_name(','.join(names))
+        try:
+            return validate_blackout_name(','.join(names), limit)
+        except PlanError as exc:
+            raise PlanError('%s; with containers, give the blackout a name: (name option)' % exc) from None
     raise PlanError('name is required when selecting containers by labels')
 
 
@@ -97,7 +116,7 @@ class Tag:
         # Validated once per tag (its fields are immutable): identities render every tag many times.
         text = self.__dict__.get('_rendered')
         if text is None:
-            text = 'netfence bo=%s ct=%s id=%s since=%s p=%s h=%s' % (
+            text = _TAG_FORMAT % (
                 self.bo, self.ct, self.cid, utc(self.since).strftime(SINCE_FORMAT), self.path, self.h)
             if len(text) > MAX_COMMENT or parse_tag(text) != self:
                 raise PlanError('cannot render a valid rule tag from %r' % (self,))
@@ -130,7 +149,7 @@ def make_tag(name: str, container: Container, since: dt.datetime, path: str, key
     cid = container.short_id
     digest = hashlib.sha1('|'.join(tuple(key) + (name, cid)).encode('utf-8')).hexdigest()[:8]
     ct = container.name
-    overflow = len('netfence bo=%s ct=%s id=%s since=%s p=%s h=%s' % (name, ct, cid, 'x' * 16, path, digest)) - limit
+    overflow = len(_TAG_FORMAT % (name, ct, cid, 'x' * 16, path, digest)) - limit
     if overflow > 0:
         if overflow >= len(ct):
             raise PlanError('blackout name %r is too long for a rule comment (%d characters)' % (name, limit))
@@ -150,35 +169,19 @@ def quote_arg(value: str) -> str:
 # ---------------------------------------------------------------------------
 
 def parse_port(value: t.Any) -> tuple[int, str]:
-    """80, '80', '80/tcp', '53/udp' or (53, 'udp') -> (port, proto)."""
-    proto = 'tcp'
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        value, proto = value
-    elif isinstance(value, str) and '/' in value:
-        value, proto = value.split('/', 1)
-    proto = str(proto).strip().lower()
-    if proto not in PROTOS:
-        raise PlanError('port protocol %r is not supported (use tcp or udp)' % (proto,))
-    if isinstance(value, bool):
-        raise PlanError('invalid port %r' % (value,))
+    """80, '80', '80/tcp', '53/udp' or (53, 'udp') -> (port, proto); strict (_validate.port)."""
     try:
-        port = int(str(value).strip()) if not isinstance(value, int) else value
-    except ValueError:
-        raise PlanError('invalid port %r (expected 1-65535, optionally /tcp or /udp)' % (value,)) from None
-    if not 1 <= port <= 65535:
-        raise PlanError('port %r out of range 1-65535' % (value,))
-    return port, proto
+        return _validate.port(value, 'ports entry')
+    except _validate.ValidationError as exc:
+        raise PlanError(str(exc)) from None
 
 
 def normalise_cidr(value: t.Any) -> str:
-    """'10.0.0.1' -> '10.0.0.1/32', host bits cleared; reject /0."""
+    """'10.0.0.1' -> '10.0.0.1/32', host bits cleared; reject /0, zones, whitespace (_validate.cidr)."""
     try:
-        net = ipaddress.ip_network(str(value).strip(), strict=False)
-    except ValueError:
-        raise PlanError('allow_from entry %r is not an IP address or CIDR' % (value,)) from None
-    if net.prefixlen == 0:
-        raise PlanError('allow_from entry %r would allow everyone; remove it instead' % (value,))
-    return net.with_prefixlen if net.version == 4 else '%s/%d' % (net.network_address.compressed, net.prefixlen)
+        return _validate.cidr(value, 'allow_from entry')
+    except _validate.ValidationError as exc:
+        raise PlanError(str(exc)) from None
 
 
 def _cidr_family(cidr: str) -> str:
@@ -514,7 +517,8 @@ def container_addresses(container: Container, family: str) -> list[str]:
     for net in sorted(container.networks, key=lambda n: n.name):
         addr = net.ipv4 if family == 'ipv4' else net.ipv6
         if addr:
-            cidr = ipaddress.ip_address(addr).compressed + _SINGLE[family]
+            cidr = _validate.address(addr, 'container %s address' % container.name,
+                                     4 if family == 'ipv4' else 6) + _SINGLE[family]
             if cidr not in result:
                 result.append(cidr)
     return result
@@ -529,7 +533,8 @@ def host_address_cidrs(addresses: t.Iterable[str], family: str) -> tuple[str, ..
     """The host's own addresses of ``family`` as sorted unique single-address CIDRs, no loopback."""
     found = set()
     for value in addresses:
-        addr = ipaddress.ip_address(str(value).split('/', 1)[0].split('%', 1)[0])
+        text = value.split('/', 1)[0] if isinstance(value, str) else value
+        addr = ipaddress.ip_address(_validate.address(text, 'host address'))
         if ('ipv6' if addr.version == 6 else 'ipv4') == family and not addr.is_loopback:
             found.add(addr)
     return tuple(a.compressed + _SINGLE[family] for a in sorted(found))

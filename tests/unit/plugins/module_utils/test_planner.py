@@ -22,7 +22,9 @@ from ansible_collections.netfence.docker.plugins.module_utils._docker_api import
     Network,
     PublishedPort,
 )
+from ansible_collections.netfence.docker.plugins.module_utils._nft import plan_inet  # noqa: E402
 from ansible_collections.netfence.docker.plugins.module_utils._planner import (  # noqa: E402
+    MAX_NAME_LENGTH,
     Chains,
     Options,
     PlanError,
@@ -338,11 +340,24 @@ def test_loopback_bindings():
 def test_long_container_name_is_shortened_in_tag_only():
     long_name = 'n' * 128
     c = ct(long_name, 'abcdefabcdef', [Network('n', '172.18.0.9', None)])
-    rules = plan('b' * 100, [c], Options.build(direction='both'), SINCE, CHAINS)
+    rules = plan('b' * MAX_NAME_LENGTH, [c], Options.build(direction='both'), SINCE, CHAINS)
     for rule in rules:
         assert len(rule.tag.render()) <= 255
         assert long_name.startswith(rule.tag.ct)
     assert describe(rules, [c])[0]['name'] == long_name
+    # the longest name fits the nft comment (127 bytes) on every path, with ct cut to one character
+    nft_rules = plan_inet('b' * MAX_NAME_LENGTH, [c], Options.build(direction='both'), SINCE)
+    assert {r.path for r in nft_rules} >= {'forward', 'host', 'outbound', 'reply'}
+    assert max(len(r.tag.render()) for r in nft_rules) <= 127
+    with pytest.raises(PlanError, match='too long'):
+        plan('b' * (MAX_NAME_LENGTH + 1), [c], Options.build(), SINCE, CHAINS)
+
+
+def test_max_name_length_is_derived_from_the_nft_comment_limit():
+    assert MAX_NAME_LENGTH == 49
+    longest = 'netfence bo=%s ct=c id=%s since=20261127T120000Z p=outbound h=%s' % ('b' * MAX_NAME_LENGTH, 'a' * 12,
+                                                                                     'f' * 8)
+    assert len(longest) == 127
 
 
 def test_single_address_violation_raises():

@@ -54,7 +54,7 @@ def lines(result, key='added'):
     ({'service': 'memcached', 'expires': '367d'}, 'is longer than a year'),
     ({'service': 'memcached', 'expires': '2026-02-30T00:00:00Z'}, 'is not a valid time'),
     ({'service': 'memcached', 'ports': ['11211/icmp']}, "port protocol 'icmp' is not supported"),
-    ({'service': 'memcached', 'ports': ['x']}, "invalid port 'x'"),
+    ({'service': 'memcached', 'ports': ['x']}, "ports entry 'x' is invalid"),
     ({'service': 'memcached', 'ports': ['0']}, 'out of range 1-65535'),
     ({'service': 'memcached', 'allow_from': ['10.0.0.0/33']}, "allow_from entry '10.0.0.0/33' is not an IP"),
     ({'service': 'memcached', 'allow_from': ['::/0']}, 'would allow everyone'),
