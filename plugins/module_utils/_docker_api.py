@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import re
 import socket
@@ -16,20 +15,22 @@ import typing as t
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
+from ansible_collections.netfence.docker.plugins.module_utils import _validate
+
 DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
 COMPOSE_SERVICE_LABEL = 'com.docker.compose.service'
 COMPOSE_PROJECT_LABEL = 'com.docker.compose.project'
 
-_NAME_RE = re.compile(r'[a-zA-Z0-9][a-zA-Z0-9_.-]*')
-_LABEL_KEY_RE = re.compile(r'[a-zA-Z0-9][a-zA-Z0-9_./-]*')
-_LABEL_VALUE_FORBIDDEN = frozenset('"\'\\;$`')
 _HEX_RE = re.compile(r'[0-9a-f]+')
 _MAX_NAME = 128
-_MAX_LABEL = 255
 
 
 class DockerApiError(Exception):
     """The Docker Engine could not be queried; the message says what to do."""
+
+
+class EngineDataError(_validate.ValidationError):
+    """The engine answered with a value that fails strict parsing (a hostile or broken engine)."""
 
 
 # ---------------------------------------------------------------------------
@@ -183,20 +184,21 @@ class Container:
         return self.state == 'running'
 
 
-def _address(value: t.Any, version: int, container: str) -> str | None:
-    if not value:
+def _address(value: t.Any, version: int, container: str, field_name: str) -> str | None:
+    if value in (None, ''):
         return None
     try:
-        addr = ipaddress.ip_address(str(value))
-    except ValueError:
-        raise ValueError('container %s: invalid IP address %r in engine answer' % (container, value)) from None
-    if addr.version != version:
-        raise ValueError('container %s: expected an IPv%d address, got %r' % (container, version, value))
-    return addr.compressed
+        return _validate.address(value, '%s of container %s' % (field_name, container), version)
+    except _validate.ValidationError as exc:
+        raise EngineDataError('engine answer refused: %s' % exc) from None
 
 
 def _primary_name(names: t.Any, cid: str) -> str:
-    names = [n.lstrip('/') for n in (names or []) if isinstance(n, str) and n.strip('/')]
+    names = names or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise EngineDataError('engine answer refused: Names of container %s is not a list of strings: %r'
+                              % (cid[:12], names))
+    names = [n[1:] if n.startswith('/') else n for n in names if n.strip('/')]
     # Legacy links add names like "/other/alias": prefer a name without a slash.
     for name in names:
         if '/' not in name:
@@ -204,45 +206,96 @@ def _primary_name(names: t.Any, cid: str) -> str:
     return names[0] if names else cid[:12]
 
 
-def container_from_api(raw: dict[str, t.Any]) -> Container:
-    """Build a Container from one /containers/json list entry (null-tolerant)."""
-    cid = str(raw.get('Id') or '')
-    if not re.fullmatch(r'[0-9a-f]{64}', cid):
-        raise ValueError('unexpected container id %r in engine answer' % (cid,))
-    name = _primary_name(raw.get('Names'), cid)
-    host_config = raw.get('HostConfig') or {}
-    settings = raw.get('NetworkSettings') or {}
-    networks = []
-    seen = set()
-    for net_name, endpoint in sorted((settings.get('Networks') or {}).items()):
-        endpoint = endpoint or {}
-        net = Network(
-            name=net_name,
-            ipv4=_address(endpoint.get('IPAddress'), 4, name),
-            ipv6=_address(endpoint.get('GlobalIPv6Address'), 6, name),
-        )
-        networks.append(net)
-        seen.add(net_name)
-    ports = set()
-    for port in raw.get('Ports') or []:
-        port = port or {}
-        if port.get('PublicPort') in (None, 0, ''):
-            continue
-        ports.add(PublishedPort(
-            container_port=int(port.get('PrivatePort') or 0),
-            proto=str(port.get('Type') or 'tcp').lower(),
-            host_ip=str(port.get('IP') or ''),
-            host_port=int(port['PublicPort']),
-        ))
-    return Container(
-        id=cid,
-        name=name,
-        state=str(raw.get('State') or 'unknown'),
-        labels={str(k): str(v) for k, v in (raw.get('Labels') or {}).items()},
-        network_mode=str(host_config.get('NetworkMode') or 'default'),
-        networks=tuple(networks),
-        ports=tuple(sorted(ports)),
+def _engine_port(port: t.Any, name: str) -> PublishedPort | None:
+    if not isinstance(port, dict):
+        raise EngineDataError('engine answer refused: a Ports entry of container %s is not an object' % name)
+    if port.get('PublicPort') in (None, 0, ''):
+        return None
+    what = 'Ports of container %s' % name
+    host_ip = port.get('IP')
+    return PublishedPort(
+        container_port=_validate.port_number(port.get('PrivatePort'), 'PrivatePort in %s' % what),
+        proto=_validate.proto(port.get('Type') or 'tcp', 'Type in %s' % what),
+        host_ip=_validate.address(host_ip, 'IP in %s' % what) if host_ip not in (None, '') else '',
+        host_port=_validate.port_number(port['PublicPort'], 'PublicPort in %s' % what),
     )
+
+
+def _engine_labels(raw: t.Any, name: str) -> dict[str, str]:
+    """Labels of an engine answer. The compose service/project labels must be valid names (they select
+    the service); any other label that is not a valid selector label is left out: a ``labels``
+    selector (validated the same way) could never match it, and it is never written anywhere."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise EngineDataError('engine answer refused: Labels of container %s is not an object' % name)
+    labels: dict[str, str] = {}
+    for key, value in raw.items():
+        if key in (COMPOSE_SERVICE_LABEL, COMPOSE_PROJECT_LABEL):
+            try:
+                labels[key] = _validate.docker_name(value, 'label %s of container %s' % (key, name))
+            except _validate.ValidationError as exc:
+                raise EngineDataError('engine answer refused: %s' % exc) from None
+            continue
+        try:
+            _validate.label(key, value, 'container %s' % name)
+        except _validate.ValidationError:
+            continue
+        labels[key] = value
+    return labels
+
+
+def container_from_api(raw: dict[str, t.Any]) -> Container:
+    """Build a Container from one /containers/json list entry (null-tolerant, strict on values).
+
+    Every value that can reach a rule, a tag or a message is checked (``_validate``): the id, the
+    name, the network names, every address (no zone suffix), published ports and host IPs, the
+    network mode, the state and the compose labels. A bad one raises ``EngineDataError`` naming
+    the container: it is never planned.
+    """
+    if not isinstance(raw, dict):
+        raise EngineDataError('engine answer refused: a container entry is not an object: %r' % (raw,))
+    cid = raw.get('Id')
+    try:
+        _validate.container_id(cid)
+    except _validate.ValidationError as exc:
+        raise EngineDataError('engine answer refused: %s' % exc) from None
+    cid = t.cast(str, cid)
+    name = _primary_name(raw.get('Names'), cid)
+    try:
+        name = _validate.docker_name(name, 'name of container %s' % cid[:12])
+        host_config = raw.get('HostConfig') or {}
+        settings = raw.get('NetworkSettings') or {}
+        if not isinstance(host_config, dict) or not isinstance(settings, dict) \
+                or not isinstance(settings.get('Networks') or {}, dict):
+            raise _validate.ValidationError('HostConfig/NetworkSettings of container %s are not objects' % name)
+        networks = []
+        for net_name, endpoint in sorted((settings.get('Networks') or {}).items()):
+            _validate.docker_name(net_name, 'network name of container %s' % name, 255)
+            endpoint = endpoint or {}
+            if not isinstance(endpoint, dict):
+                raise _validate.ValidationError('network %s of container %s is not an object' % (net_name, name))
+            networks.append(Network(
+                name=net_name,
+                ipv4=_address(endpoint.get('IPAddress'), 4, name, 'IPAddress on network %s' % net_name),
+                ipv6=_address(endpoint.get('GlobalIPv6Address'), 6, name, 'GlobalIPv6Address on network %s' % net_name),
+            ))
+        raw_ports = raw.get('Ports') or []
+        if not isinstance(raw_ports, list):
+            raise _validate.ValidationError('Ports of container %s is not a list' % name)
+        ports = {p for p in (_engine_port(port, name) for port in raw_ports) if p is not None}
+        return Container(
+            id=cid,
+            name=name,
+            state=_validate.state(raw.get('State') or 'unknown', 'State of container %s' % name),
+            labels=_engine_labels(raw.get('Labels'), name),
+            network_mode=_validate.network_mode(host_config.get('NetworkMode') or 'default',
+                                                'NetworkMode of container %s' % name),
+            networks=tuple(networks),
+            ports=tuple(sorted(ports)),
+        )
+    except _validate.ValidationError as exc:
+        raise EngineDataError('engine answer refused: %s' % exc) from None
 
 
 def containers_from_api(raw_list: list[dict[str, t.Any]] | None) -> list[Container]:
@@ -286,30 +339,9 @@ def select(
     return sorted(result, key=lambda c: (c.name, c.id))
 
 
-def _describe_bad(value: str) -> str:
-    for ch in value:
-        if ch in '\n\r':
-            return 'a newline'
-        if ch.isspace():
-            return 'whitespace'
-        if not ch.isprintable():
-            return 'a control character'
-    bad = sorted({ch for ch in value if ch in '"\'\\;$`(){}|&<>*?!#'})
-    if bad:
-        return 'forbidden character(s) ' + ' '.join(bad)
-    return 'characters outside the allowed set'
-
-
 def validate_name(value: t.Any, what: str = 'name') -> str:
-    """Validate a Docker-style name ``[a-zA-Z0-9][a-zA-Z0-9_.-]*`` (max 128)."""
-    if not isinstance(value, str) or value == '':
-        raise ValueError('%s must be a non-empty string' % what)
-    if len(value) > _MAX_NAME:
-        raise ValueError('%s %r is too long (%d > %d characters)' % (what, value[:40] + '...', len(value), _MAX_NAME))
-    if not _NAME_RE.fullmatch(value):
-        raise ValueError('%s %r is invalid: it contains %s; allowed are letters, digits and _ . - '
-                         '(starting with a letter or digit)' % (what, value, _describe_bad(value)))
-    return value
+    """Validate a Docker-style name ``[a-zA-Z0-9][a-zA-Z0-9_.-]*`` (max 128, ASCII)."""
+    return _validate.docker_name(value, what, _MAX_NAME)
 
 
 def validate_container_ref(value: t.Any) -> str:
@@ -319,20 +351,7 @@ def validate_container_ref(value: t.Any) -> str:
 
 def validate_label(key: t.Any, value: t.Any) -> tuple[str, str]:
     """Validate a label selector key/value pair."""
-    if not isinstance(key, str) or key == '':
-        raise ValueError('label key must be a non-empty string')
-    if len(key) > _MAX_LABEL or not _LABEL_KEY_RE.fullmatch(key):
-        raise ValueError('label key %r is invalid: it contains %s; allowed are letters, digits and _ . - / '
-                         '(max %d)' % (key, _describe_bad(key), _MAX_LABEL))
-    if not isinstance(value, str):
-        raise ValueError('label %s: value must be a string' % key)
-    if len(value) > _MAX_LABEL:
-        raise ValueError('label %s: value is too long (%d > %d characters)' % (key, len(value), _MAX_LABEL))
-    bad = [ch for ch in value if not ch.isprintable() or ch in _LABEL_VALUE_FORBIDDEN]
-    if bad:
-        raise ValueError('label %s: value %r contains forbidden character(s) %s (no quotes, backslash, '
-                         'newline, ; $ or backtick)' % (key, value, ' '.join(sorted(set(map(repr, bad))))))
-    return key, value
+    return _validate.label(key, value)
 
 
 def firewall_backend(info: dict[str, t.Any] | None) -> str:

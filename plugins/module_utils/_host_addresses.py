@@ -18,6 +18,8 @@ import json
 import re
 import typing as t
 
+from ansible_collections.netfence.docker.plugins.module_utils import _validate
+
 Runner = t.Callable[[t.List[str], t.Optional[str]], t.Tuple[int, str, str]]
 IF_INET6 = '/proc/net/if_inet6'
 FIB_TRIE = '/proc/net/fib_trie'
@@ -46,11 +48,14 @@ def parse_ip_json(text: str) -> list[str]:
         raise HostAddressError('cannot parse the output of ip -j addr: %s' % exc) from None
     found = []
     for link in links if isinstance(links, list) else []:
-        for info in (link or {}).get('addr_info') or []:
-            try:
-                found.append(ipaddress.ip_address(str((info or {}).get('local', ''))))
-            except ValueError:
+        for info in (link.get('addr_info') if isinstance(link, dict) else None) or []:
+            local = (info or {}).get('local') if isinstance(info, dict) else None
+            if local in (None, ''):
                 continue
+            try:
+                found.append(ipaddress.ip_address(_validate.address(local, 'address (local) in ip -j addr output')))
+            except _validate.ValidationError as exc:
+                raise HostAddressError('host address refused: %s' % exc) from None
     return _sorted_unique(found)
 
 
@@ -59,11 +64,14 @@ def parse_fib_trie(text: str) -> list[str]:
     found = []
     leaf = None
     for line in text.splitlines():
-        m = re.match(r'^\s*\|--\s+(\d+\.\d+\.\d+\.\d+)\s*$', line)
+        m = re.match(r'^[ |]*\|--\s+([0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}) *$', line, re.ASCII)
         if m:
             leaf = m.group(1)
-        elif leaf and re.match(r'^\s*/32 host LOCAL\s*$', line):
-            found.append(ipaddress.ip_address(leaf))
+        elif leaf and re.match(r'^[ |]*/32 host LOCAL *$', line, re.ASCII):
+            try:
+                found.append(ipaddress.ip_address(_validate.address(leaf, 'address in %s' % FIB_TRIE)))
+            except _validate.ValidationError as exc:
+                raise HostAddressError('host address refused: %s' % exc) from None
     return _sorted_unique(found)
 
 

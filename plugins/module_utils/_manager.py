@@ -40,7 +40,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     netfence_rules_in_save,
     restore_payload,
 )
-from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg, _nft, _verify
+from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg, _nft, _validate, _verify
 from ansible_collections.netfence.docker.plugins.module_utils._nft import (
     Nft,
     NftError,
@@ -49,6 +49,8 @@ from ansible_collections.netfence.docker.plugins.module_utils._nft import (
 )
 from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     FAMILIES,
+    LEGACY_MAX_NAME_LENGTH,
+    MAX_NAME_LENGTH,
     Chains,
     LOOPBACK,
     Options,
@@ -126,9 +128,13 @@ def parse_expires(value: str | None) -> dt.timedelta | dt.datetime | None:
             raise BlackoutError('expires %r has no time zone: write it in UTC with a trailing Z, '
                                 'e.g. 2026-11-27T18:00:00Z' % text)
         try:
-            return dt.datetime(*(int(g or 0) for g in m.groups()[:6]), tzinfo=dt.timezone.utc)
+            when = dt.datetime(*(int(g or 0) for g in m.groups()[:6]), tzinfo=dt.timezone.utc)
         except ValueError as exc:
             raise BlackoutError('expires %r is not a valid time: %s' % (text, exc)) from None
+        try:
+            return _validate.expiry(when)
+        except _validate.ValidationError as exc:
+            raise BlackoutError(str(exc)) from None
     raise BlackoutError('expires %r is neither a duration (90s, 30m, 2h, 1d, 1h30m) nor a UTC time '
                         '(2026-11-27T18:00:00Z)' % text)
 
@@ -334,15 +340,19 @@ class BlackoutManager(_HostManager):
                     validate_label(key, value)
                 if not p['name']:
                     raise ValueError('name is required with labels: it names the blackout in its rules')
-            return blackout_name(service=p['service'], project=p['project'], names=refs, name=p['name'])
+            # A restore also accepts the longer names of earlier versions, to remove their rules.
+            limit = MAX_NAME_LENGTH if p['state'] == 'present' else LEGACY_MAX_NAME_LENGTH
+            return blackout_name(service=p['service'], project=p['project'], names=refs, name=p['name'], limit=limit)
         except (ValueError, PlanError) as exc:
             raise BlackoutError(str(exc)) from None
 
     def options(self) -> tuple[Options, t.Any]:
         p = self.params
         for address in p['verify_addresses']:
-            if not address or len(address) > 253 or any(ch.isspace() or ch in '/[]' for ch in address):
-                raise BlackoutError('verify_addresses entry %r is not an IP address or host name' % (address,))
+            try:
+                _validate.host(address, 'verify_addresses entry')
+            except _validate.ValidationError as exc:
+                raise BlackoutError(str(exc)) from None
         expires = parse_expires(p['expires'])
         try:
             options = Options.build(direction=p['direction'], reject_with=p['reject_with'],
@@ -425,12 +435,14 @@ class BlackoutManager(_HostManager):
                     raise BlackoutError('expires %s is in the past (now %s)' % (iso(deadline), iso(self.now)),
                                         blackout=name)
             try:
+                if deadline is not None:
+                    _validate.expiry(deadline)
                 planned = dataclasses.replace(options, expires=deadline)
                 nft_desired = self.plan_nft(name, containers, planned, since, backend)
                 if backend == 'iptables':
                     host_addrs = self.host_addresses() if any(host_network(c) for c in containers) else None
                     desired = plan(name, containers, planned, since, detection.chains, host_addrs)
-            except PlanError as exc:
+            except (PlanError, _validate.ValidationError) as exc:
                 raise BlackoutError(str(exc), blackout=name) from None
         to_add, to_remove = diff(existing, desired, name, self.now)
         nft_add, nft_remove = _nft.diff(nft_existing, nft_desired, name, self.now)
@@ -442,13 +454,21 @@ class BlackoutManager(_HostManager):
                     created = _hostcfg.missing_base_chains(self._run_utc, t.cast(str, self.nft.nft),
                                                            ((r.family, r.chain) for r in to_add),
                                                            self.nft.last_chains)
-                for family in (detection.chains.families if detection is not None else ()):
-                    self.firewall.apply(family, restore_payload(to_add, to_remove, family))
+                # Every payload is rendered (and checked, RenderError) before anything is written.
+                payloads = [(family, restore_payload(to_add, to_remove, family))
+                            for family in (detection.chains.families if detection is not None else ())]
+                nft_text = ''
                 if nft_add or nft_remove:
                     every = self.read_nft()
-                    self.nft.apply(''.join(_nft.payload(f, every, nft_add, nft_remove) for f in ('inet', 'bridge')))
+                    nft_text = ''.join(_nft.payload(f, every, nft_add, nft_remove) for f in ('inet', 'bridge'))
+                for family, text in payloads:
+                    self.firewall.apply(family, text)
+                if nft_text:
+                    self.nft.apply(nft_text)
             except (FirewallError, NftError) as exc:
                 raise BlackoutError(str(exc), blackout=name) from None
+            except _validate.RenderError as exc:
+                raise BlackoutError('internal error, nothing was written: %s' % exc, blackout=name) from None
         # iptables-nft chains that hold one of our rules after this run: a recorded chain among them
         # cannot be empty, so the cleanup need not list it (one nft call fewer per chain and run).
         gone = {r.identity for r in to_remove}

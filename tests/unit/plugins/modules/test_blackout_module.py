@@ -62,7 +62,7 @@ def lines(result, key='added'):
     ({'service': 'memcached', 'docker_host': 'unix://relative.sock'}, 'the unix socket path must be absolute'),
     ({'service': 'memcached', 'verify': True, 'verify_addresses': ['10.0.0.0/24']},
      "verify_addresses entry '10.0.0.0/24' is not an IP address or host name"),
-    ({'service': 'memcached', 'verify': True, 'verify_addresses': ['']}, "verify_addresses entry '' is not"),
+    ({'service': 'memcached', 'verify': True, 'verify_addresses': ['']}, 'verify_addresses entry must be a non-empty'),
     ({'service': 'memcached', 'verify': 'maybe'}, "argument 'verify' is of type"),
     ({'service': 'memcached', 'bogus_option': 1}, 'Unsupported parameters for'),  # (basic.py) here
 ])
