@@ -20,9 +20,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import typing as t
 
@@ -94,14 +97,110 @@ def host_key(docker_root: str | None) -> str:
     return 'netns:%s' % (netns_id() or '?')
 
 
-class StateRecord:
-    """Load-modify-save of the record under an exclusive lock (several runs may write it at once)."""
+class StateError(OSError):
+    """The state directory or a state file is not safe to use (symlink, owner, mode, file type)."""
 
-    def __init__(self, key: str, path: str | None = None) -> None:
+
+_MAX_STATE_BYTES = 64 * 1024 * 1024
+
+
+def _check_owner_mode(st: os.stat_result, what: str, path: str) -> None:
+    if st.st_uid not in (0, os.geteuid()):
+        raise StateError('%s %s is owned by uid %d (expected root or uid %d): refusing to use it'
+                         % (what, path, st.st_uid, os.geteuid()))
+    if st.st_mode & 0o022:
+        raise StateError('%s %s is group- or world-writable (mode %04o): refusing to use it'
+                         % (what, path, stat.S_IMODE(st.st_mode)))
+
+
+def check_state_dir(folder: str, create: bool) -> bool:
+    """True when ``folder`` exists and is safe: a real directory (not a symlink) owned by root or
+    us, not group/world-writable. Created (0700) only with ``create``; False when absent."""
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        if not create:
+            return False
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        st = os.lstat(folder)
+    if stat.S_ISLNK(st.st_mode):
+        raise StateError('state directory %s is a symbolic link: refusing to follow it' % folder)
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateError('state directory %s is not a directory: refusing to use it' % folder)
+    _check_owner_mode(st, 'state directory', folder)
+    return True
+
+
+def open_state_file(path: str, flags: int, what: str = 'state file') -> int:
+    """os.open without following a symlink; the file must be a regular file owned by root or us and
+    not group/world-writable (StateError otherwise)."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateError('%s %s is a symbolic link: refusing to follow it' % (what, path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError('%s %s is not a regular file: refusing to use it' % (what, path))
+        _check_owner_mode(st, what, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _empty_state() -> dict[str, t.Any]:
+    return {'version': 2, 'hosts': {}}
+
+
+def read_state(path: str | None = None) -> tuple[dict[str, t.Any], str | None]:
+    """(record, why it is corrupt or None). Nothing is created; a missing directory or file is an
+    empty record. StateError when the directory or the file is unsafe to use."""
+    path = path or state_path()
+    if not check_state_dir(os.path.dirname(path) or '.', create=False):
+        return _empty_state(), None
+    try:
+        fd = open_state_file(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return _empty_state(), None
+    with os.fdopen(fd, 'rb') as handle:
+        raw = handle.read(_MAX_STATE_BYTES + 1)
+    if len(raw) > _MAX_STATE_BYTES:
+        return _empty_state(), 'larger than %d bytes' % _MAX_STATE_BYTES
+    try:
+        data = json.loads(raw.decode('utf-8'))
+    except ValueError as exc:
+        return _empty_state(), 'not valid JSON: %s' % exc
+    if not isinstance(data, dict) or data.get('version') != 2:
+        return _empty_state(), 'not a version 2 record'
+    if not isinstance(data.get('hosts'), dict):
+        return _empty_state(), 'no hosts object'
+    return data, None
+
+
+def load_state(path: str | None = None) -> dict[str, t.Any]:
+    """The whole record ({'version': 2, 'hosts': {key: section}}); empty when missing or corrupt
+    (read_state says which); StateError when unsafe to use."""
+    return read_state(path)[0]
+
+
+class StateRecord:
+    """Load-modify-save of the record under an exclusive lock (several runs may write it at once).
+
+    ``readonly`` (blackout_info, check mode): nothing is created on disk (no directory, no lock
+    file); an existing lock file is taken shared. A corrupt record is kept aside when writable
+    (``blackouts.json.corrupt-<UTC time>``) and reported in ``warnings``, never silently replaced.
+    """
+
+    def __init__(self, key: str, path: str | None = None, readonly: bool = False) -> None:
         self.key = key
         self.path = path or state_path()
-        self._lock: t.Any = None
+        self.readonly = readonly
+        self._lock: int | None = None
         self.data: dict[str, t.Any] = {}
+        self.warnings: list[str] = []
 
     def section(self, key: str | None = None) -> dict[str, t.Any]:
         hosts = self.data.setdefault('hosts', {})
@@ -122,56 +221,69 @@ class StateRecord:
                     return self.section(key)
         return self.section()
 
-    def __enter__(self) -> 'StateRecord':
+    def _take_lock(self) -> None:
         folder = os.path.dirname(self.path) or '.'
+        lock = self.path + '.lock'
+        if not check_state_dir(folder, create=not self.readonly):
+            return
         try:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            self._lock = open(self.path + '.lock', 'a', encoding='ascii')  # pylint: disable=consider-using-with
-            fcntl.flock(self._lock, fcntl.LOCK_EX)
-        except OSError:
+            self._lock = open_state_file(lock, os.O_RDONLY if self.readonly else os.O_RDWR | os.O_CREAT, 'lock file')
+        except StateError:
+            raise
+        except OSError:  # absent (read-only), read-only file system: go on without the lock
             self._lock = None
-        self.data = load_state(self.path)
+            return
+        fcntl.flock(self._lock, fcntl.LOCK_SH if self.readonly else fcntl.LOCK_EX)
+
+    def __enter__(self) -> 'StateRecord':
+        try:
+            self._take_lock()
+            self.data, corrupt = read_state(self.path)
+            if corrupt is not None:
+                aside = '%s.corrupt-%s' % (self.path, dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ'))
+                if self.readonly:
+                    self.warnings.append('state record %s is corrupt (%s): ignored; the next blackout run keeps it '
+                                         'aside as %s.corrupt-<UTC time>' % (self.path, corrupt, self.path))
+                else:
+                    os.rename(self.path, aside)
+                    self.warnings.append('state record %s was corrupt (%s): kept aside as %s; a new record is '
+                                         'started' % (self.path, corrupt, aside))
+        except BaseException:
+            self._unlock()
+            raise
         return self
 
     def save(self) -> None:
+        if self.readonly:
+            raise StateError('internal error: the state record was opened read-only')
         save_state(self.data, self.path)
 
-    def __exit__(self, *exc: t.Any) -> None:
+    def _unlock(self) -> None:
         if self._lock is not None:
             try:
                 fcntl.flock(self._lock, fcntl.LOCK_UN)
             finally:
-                self._lock.close()
+                os.close(self._lock)
+                self._lock = None
 
-
-def load_state(path: str | None = None) -> dict[str, t.Any]:
-    """The whole record ({'version': 2, 'hosts': {key: section}}); empty when missing/unreadable."""
-    try:
-        with open(path or state_path(), encoding='utf-8') as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        data = {}
-    if not isinstance(data, dict) or data.get('version') != 2:
-        data = {}
-    data['version'] = 2
-    if not isinstance(data.get('hosts'), dict):
-        data['hosts'] = {}
-    return data
+    def __exit__(self, *exc: t.Any) -> None:
+        self._unlock()
 
 
 def save_state(data: dict[str, t.Any], path: str | None = None) -> None:
-    """Write the record atomically: a temporary file in the same directory, fsync, rename."""
+    """Write the record atomically: a temporary file (O_EXCL, 0600) in the checked directory, fsync,
+    rename (which replaces a symlink at ``path`` instead of following it)."""
     path = path or state_path()
     folder = os.path.dirname(path) or '.'
-    os.makedirs(folder, mode=0o700, exist_ok=True)
+    check_state_dir(folder, create=True)
     fd, tmp = tempfile.mkstemp(prefix='.blackouts.', suffix='.tmp', dir=folder)
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as handle:
             json.dump(data, handle, indent=1, sort_keys=True)
             handle.write('\n')
             handle.flush()
+            os.fchmod(handle.fileno(), 0o600)
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
         os.rename(tmp, path)
     except BaseException:
         try:

@@ -229,13 +229,13 @@ class _HostManager:
         except NftError as exc:
             raise BlackoutError(str(exc)) from None
 
-    def state_record(self) -> _hostcfg.StateRecord:
+    def state_record(self, readonly: bool = False) -> _hostcfg.StateRecord:
         """The state record, section of this engine (DockerRootDir) when the engine answers."""
         try:
             root = self.engine_info().get('DockerRootDir')
         except BlackoutError:
             root = None
-        return _hostcfg.StateRecord(_hostcfg.host_key(root if isinstance(root, str) else None))
+        return _hostcfg.StateRecord(_hostcfg.host_key(root if isinstance(root, str) else None), readonly=readonly)
 
     def engine_backend(self) -> str | None:
         """'iptables' / 'nftables' as the engine reports it; None when the engine does not answer."""
@@ -583,8 +583,9 @@ class BlackoutManager(_HostManager):
         ``holding``: (nft family, table, chain) that hold a rule of ours after this run.
         """
         cleaned: list[str] = []
+        record = self.state_record()
         try:
-            with self.state_record() as record:
+            with record:
                 state = record.find(_hostcfg.netns_id())
                 before = repr(state)
                 state['netns'] = _hostcfg.netns_id()
@@ -601,6 +602,8 @@ class BlackoutManager(_HostManager):
                     record.save()
         except OSError as exc:
             self.module.warn('could not write %s: %s' % (_hostcfg.state_path(), exc))
+        for warning in record.warnings:
+            self.module.warn(warning)
         return cleaned
 
 
@@ -611,8 +614,15 @@ class InfoManager(_HostManager):
         wanted = self.params.get('name')
         detection, existing, fw_why = self.read_firewall_tolerant()
         nft_rules = [r for r in self.read_nft() if r.tag is not None]
-        with self.state_record() as record:
-            state = record.find(_hostcfg.netns_id())
+        record = self.state_record(readonly=True)
+        try:
+            with record:
+                state = record.find(_hostcfg.netns_id())
+        except OSError as exc:
+            self.module.warn('cannot read %s: %s' % (_hostcfg.state_path(), exc))
+            state = record.section()
+        for warning in record.warnings:
+            self.module.warn(warning)
         if detection is None and not nft_rules and not state['blackouts']:
             raise BlackoutError(t.cast(str, fw_why))
         existing = list(existing) + nft_rules
