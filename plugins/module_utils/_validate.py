@@ -77,9 +77,16 @@ def describe_bad(value: str) -> str:
     return 'characters outside the allowed set'
 
 
-def _text(value: t.Any, what: str, limit: int) -> str:
+def _shown(value: str) -> str:
+    return value if len(value) <= 100 else value[:100] + '...'
+
+
+def _text(value: t.Any, what: str, limit: int, kind: str = 'is invalid') -> str:
+    """A non-empty str of printable ASCII without whitespace (reported first: it says most), at most ``limit``."""
     if not isinstance(value, str) or value == '':
         raise ValidationError('%s must be a non-empty string, got %r' % (what, value))
+    if any(not 33 <= ord(ch) < 127 for ch in value):
+        raise ValidationError('%s %r %s: it contains %s' % (what, _shown(value), kind, describe_bad(value)))
     if len(value) > limit:
         raise ValidationError('%s %r is too long (%d > %d characters)' % (what, value[:40] + '...', len(value), limit))
     return value
@@ -87,7 +94,7 @@ def _text(value: t.Any, what: str, limit: int) -> str:
 
 def address(value: t.Any, what: str, version: int | None = None) -> str:
     """One IP address (no prefix, no zone) → its compressed text."""
-    text = _text(value, what, MAX_ADDRESS)
+    text = _text(value, what, MAX_ADDRESS, 'is not an IP address')
     if not _ADDRESS_CHARS.fullmatch(text):
         raise ValidationError('%s %r is not an IP address: it contains %s' % (what, text, describe_bad(text)))
     try:
@@ -101,7 +108,7 @@ def address(value: t.Any, what: str, version: int | None = None) -> str:
 
 def network(value: t.Any, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """An address or CIDR (host bits cleared), no zone, no whitespace."""
-    text = _text(value, what, MAX_CIDR)
+    text = _text(value, what, MAX_CIDR, 'is not an IP address or CIDR')
     if not _CIDR_CHARS.fullmatch(text) or text.count('/') > 1:
         raise ValidationError('%s %r is not an IP address or CIDR: it contains %s'
                               % (what, text, describe_bad(text) if not _CIDR_CHARS.fullmatch(text) else 'two /'))
@@ -188,7 +195,7 @@ def label(key: t.Any, value: t.Any, what: str = 'labels') -> tuple[str, str]:
 
 def host(value: t.Any, what: str) -> str:
     """An IP address or a DNS host name (ASCII letters, digits, - and dots), at most 253 characters."""
-    text = _text(value, what, MAX_HOSTNAME)
+    text = _text(value, what, MAX_HOSTNAME, 'is not an IP address or host name')
     if _ADDRESS_CHARS.fullmatch(text) and (':' in text or re.fullmatch(r'[0-9.]+', text)):
         return address(text, what)
     if not _HOSTNAME_RE.fullmatch(text):

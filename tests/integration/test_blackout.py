@@ -438,7 +438,7 @@ BAD_INPUTS = (
     Bad('expires-garbage', {'service': 'memcached', 'expires': 'soon'}, "expires 'soon' is neither a duration"),
     Bad('expires-no-timezone', {'service': 'memcached', 'expires': '2030-01-01T00:00:00'}, 'has no time zone'),
     Bad('ports-protocol', {'service': 'memcached', 'ports': ['11211/icmp']}, "port protocol 'icmp' is not supported"),
-    Bad('ports-garbage', {'service': 'memcached', 'ports': ['abc']}, "invalid port 'abc'"),
+    Bad('ports-garbage', {'service': 'memcached', 'ports': ['abc']}, "ports entry 'abc' is invalid"),
     Bad('allow-from-prefix', {'service': 'memcached', 'allow_from': ['10.0.0.0/33']},
         "allow_from entry '10.0.0.0/33' is not an IP address or CIDR"),
     Bad('allow-from-garbage', {'service': 'memcached', 'allow_from': ['not-an-ip']},
