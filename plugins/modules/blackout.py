@@ -46,26 +46,41 @@ options:
       - The service to black out. Matches every container whose name equals it or whose
         C(com.docker.compose.service) label equals it (all replicas).
       - Exactly one of O(service), O(containers) and O(labels) is required.
+      - ASCII letters, digits and C(_.-), starting with a letter or digit, at most 128
+        characters (and the blackout name it gives at most 49).
     type: str
   project:
     description:
       - Narrows O(service) to containers whose C(com.docker.compose.project) label equals this.
+      - Same characters and limit as O(service).
       - The blackout is then named C(project/service).
     type: str
   containers:
     description:
       - Explicit containers to black out, by name or ID (at least 12 hex digits).
+      - Each entry as O(service): ASCII letters, digits and C(_.-), at most 128 characters.
     type: list
     elements: str
   labels:
     description:
       - Black out the running containers carrying all these labels. Requires O(name).
+      - Keys are ASCII letters, digits and C(_./-); values printable ASCII without quotes,
+        backslash, C(;), C($) or backtick (spaces allowed, no tab or newline); each at most 255
+        characters.
     type: dict
   name:
     description:
       - Name of the blackout, recorded in every rule's tag. Defaults to O(service) (or
         C(project/service)); with O(containers), to the sorted names joined by commas.
-      - Characters allowed are letters, digits and C(_.,/-), at most 100.
+      - Characters allowed are letters, digits and C(_.,/-) (ASCII, starting with a letter or
+        digit), at most 49. The limit is derived from the tightest backend. An nft rule comment
+        holds 127 bytes, and the longest tag (C(netfence bo=NAME ct=C id=<12 hex>
+        since=<16> p=outbound h=<8 hex>), container name shortened to one character) takes 78
+        of them besides the name. A name that passes works on iptables, nftables and in the
+        bridge table alike. The derived name (C(project/service), or the joined container names)
+        is held to the same limit.
+      - With O(state=absent) names of up to 100 characters are accepted, to remove blackouts
+        made by earlier versions.
     type: str
   state:
     description:
@@ -92,6 +107,8 @@ options:
         lifts itself even if the controller dies or the host becomes unreachable.
       - A run after the deadline removes the inert rules and, with O(state=present), starts a
         fresh blackout.
+      - At most a year (V(366d)), and never after V(2038-01-19T03:14:07Z), the last time the
+        kernel's C(time) match (C(xt_time)) can hold; a later deadline is refused up front.
     type: str
   direction:
     description:
@@ -104,6 +121,8 @@ options:
     description:
       - Only these container ports are cut, as V(PORT/PROTO) (V(11211/tcp), V(53/udp)); other
         ports stay open. Default is every port and protocol.
+      - Strictly V(PORT) or V(PORT/PROTO) with PORT in 1-65535 (ASCII digits) and PROTO V(tcp)
+        or V(udp); no spaces.
       - Required for a container on the host network (network mode V(host)); its ports are then
         cut on every address of the host (C(INPUT), for other machines and containers) and on the
         loopback address and the host's addresses (C(OUTPUT), for the host itself).
@@ -113,6 +132,8 @@ options:
     description:
       - Source addresses or networks (CIDR) that keep access to the service, for example a
         monitoring host or a bastion.
+      - Strictly an IPv4 or IPv6 address or CIDR (at most 49 characters), with no IPv6 zone suffix
+        (V(fe80::1%eth0) is refused), no whitespace; V(/0) is refused.
     type: list
     elements: str
   reject_with:
@@ -168,6 +189,8 @@ options:
       - The host's own addresses (or host names) to check besides the loopback addresses, for
         ports published on every address, with O(verify=true). The netfence.docker.blackout role
         passes the host's C(ansible_host).
+      - Each an IP address (no zone suffix) or a DNS host name (ASCII letters, digits, C(-) and
+        dots), at most 253 characters.
     type: list
     elements: str
     default: []
@@ -177,6 +200,18 @@ seealso:
     description: Where Docker's chains are and why DOCKER-USER exists.
     link: https://docs.docker.com/engine/network/packet-filtering-firewalls/
 notes:
+  - Every input is parsed strictly before anything runs, and so is everything the Docker engine
+    reports (container names, addresses, published ports, network names and modes, compose
+    labels). A container with a value outside these limits (for example an address with a zone
+    suffix or a newline, possible with a tampered engine behind O(docker_host)) makes the task
+    fail naming it; it is never planned. Other labels of a container that could never match a
+    valid O(labels) selector are ignored. The firewall payloads are checked token by token
+    against closed character sets before the first one is written.
+  - The state record C(/var/lib/netfence/blackouts.json) is only used when its directory and
+    files are not symbolic links, are owned by root (or the user running the module) and are not
+    group- or world-writable; otherwise the module warns and does not use it. A record that
+    cannot be read is renamed C(blackouts.json.corrupt-<UTC time>), with a warning, before a new
+    one is written. Check mode writes nothing there.
   - Containers on the host network are blacked out by the ports given in O(ports) (there is no
     address of their own to cut, and the API lists no published port for them); without
     O(ports), or with O(direction=both), the module fails and says so. IPv6 link-local

@@ -22,7 +22,9 @@ description:
     are missing on some path (something flushed a chain).
   - Re-running M(netfence.docker.blackout) with O(netfence.docker.blackout#module:state=present)
     repairs V(drifted) and V(broken) blackouts.
-  - This module changes nothing.
+  - This module changes nothing and creates nothing on disk (it reads the state record without
+    creating its directory or lock file; an unsafe or corrupt record gives a warning and is
+    ignored).
 author:
   - netfence.docker maintainers (@netfence)
 extends_documentation_fragment:
