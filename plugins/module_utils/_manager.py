@@ -58,6 +58,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     Rule,
     blackout_name,
     container_addresses,
+    validate_blackout_name,
     describe,
     host_address_cidrs,
     host_network,
@@ -94,8 +95,8 @@ INFO_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     name={'type': 'str'},
 )
 
-_DURATION_RE = re.compile(r'(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?')
-_ABSOLUTE_RE = re.compile(r'(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?(Z|[+-]00:?00)?')
+_DURATION_RE = re.compile(r'(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?')
+_ABSOLUTE_RE = re.compile(r'([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?(Z|[+-]00:?00)?')
 MAX_DURATION = dt.timedelta(days=366)
 
 
@@ -109,9 +110,12 @@ class BlackoutError(Exception):
 
 def parse_expires(value: str | None) -> dt.timedelta | dt.datetime | None:
     """'90s', '30m', '2h', '1d', '1h30m' → timedelta; '2026-11-27T18:00:00Z' → aware UTC datetime."""
-    if value is None or str(value).strip() == '':
+    if value is None or value == '':
         return None
-    text = str(value).strip()
+    try:
+        text = _validate.time_text(value)
+    except _validate.ValidationError as exc:
+        raise BlackoutError(str(exc)) from None
     m = _DURATION_RE.fullmatch(text)
     if m and any(m.groups()):
         days, hours, minutes, seconds = (int(g or 0) for g in m.groups())
@@ -612,6 +616,11 @@ class InfoManager(_HostManager):
 
     def run(self) -> dict[str, t.Any]:
         wanted = self.params.get('name')
+        if wanted is not None:
+            try:
+                validate_blackout_name(wanted, LEGACY_MAX_NAME_LENGTH)
+            except PlanError as exc:
+                raise BlackoutError(str(exc)) from None
         detection, existing, fw_why = self.read_firewall_tolerant()
         nft_rules = [r for r in self.read_nft() if r.tag is not None]
         record = self.state_record(readonly=True)

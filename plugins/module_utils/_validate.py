@@ -229,6 +229,14 @@ def proto(value: t.Any, what: str, allowed: t.Sequence[str] = ENGINE_PROTOS) -> 
     return value.lower()
 
 
+def time_text(value: t.Any, what: str = 'expires') -> str:
+    """The text of a duration or a UTC time: printable ASCII, no whitespace but the one space allowed
+    between date and time, at most 32 characters (the parser itself is _manager.parse_expires)."""
+    if isinstance(value, str) and re.fullmatch(r'[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{5,8}[Z0-9:+-]*', value):
+        value = value.replace(' ', 'T', 1)
+    return _text(value, what, 32, 'is neither a duration (90s, 30m, 2h, 1d, 1h30m) nor a UTC time')
+
+
 def expiry(value: dt.datetime, what: str = 'expires') -> dt.datetime:
     """A deadline the kernel can hold: xt_time stops at 2038-01-19T03:14:07Z."""
     if value > XT_TIME_MAX:

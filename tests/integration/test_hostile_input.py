@@ -83,9 +83,10 @@ CASES = (
 
 
 def snapshot(host, firewall_snapshot) -> dict[str, list[str]]:
-    """Every iptables variant and family, and the whole nft ruleset, of the host's namespace."""
+    """Every iptables variant and family, and the whole nft ruleset (stateless: no counter values),
+    of the host's namespace."""
     out = firewall_snapshot(host)
-    res = netfence_lab.host_exec(host, ['nft', 'list', 'ruleset'], check=False)
+    res = netfence_lab.host_exec(host, ['nft', '--stateless', 'list', 'ruleset'], check=False)
     out['nft ruleset'] = res.stdout.splitlines() if res.returncode == 0 else [f'! nft failed: {res.stderr}']
     return out
 

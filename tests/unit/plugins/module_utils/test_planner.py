@@ -355,8 +355,8 @@ def test_long_container_name_is_shortened_in_tag_only():
 
 def test_max_name_length_is_derived_from_the_nft_comment_limit():
     assert MAX_NAME_LENGTH == 49
-    longest = 'netfence bo=%s ct=c id=%s since=20261127T120000Z p=outbound h=%s' % ('b' * MAX_NAME_LENGTH, 'a' * 12,
-                                                                                     'f' * 8)
+    longest = 'netfence bo=%s ct=c id=%s since=20261127T120000Z p=outbound h=%s' % (
+        'b' * MAX_NAME_LENGTH, 'a' * 12, 'f' * 8)
     assert len(longest) == 127
 
 

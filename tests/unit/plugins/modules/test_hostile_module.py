@@ -181,3 +181,22 @@ def test_writable_record_is_refused(fake_host, run_module, state_dir):
     os.chmod(state_dir / 'blackouts.json', 0o666)
     result = run_module(blackout_info.main, {})
     assert 'state file %s is group- or world-writable' % (state_dir / 'blackouts.json') in _warnings(result)
+
+
+@pytest.mark.parametrize('value', ['30m\n', ' 30m', '\uff13\uff10m', '30m\n-I INPUT 1 -j ACCEPT', '2030-01-01\t00:00:00Z'])
+def test_expires_is_strict(fake_host, run_module, value):
+    firewall, _engine = fake_host
+    result = run_module(blackout.main, {'service': 'memcached', 'expires': value})
+    assert result['failed'] is True and result['msg'].startswith('expires '), result['msg']
+    assert firewall.restores == []
+
+
+def test_expires_with_a_space_between_date_and_time_still_works(fake_host, run_module):
+    result = run_module(blackout.main, {'service': 'memcached', 'expires': '2026-11-27 18:00:00Z'})
+    assert not result.get('failed'), result.get('msg')
+    assert result['expires'] == '2026-11-27T18:00:00Z'
+
+
+def test_blackout_info_name_is_strict(fake_host, run_module):
+    result = run_module(blackout_info.main, {'name': 'memcached\n-I'})
+    assert result['failed'] is True and "blackout name 'memcached\\n-I' is invalid" in result['msg']
