@@ -41,7 +41,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     plan,
 )
 
-BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+BOUNDED = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 SINCE = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.timezone.utc)
 INJECTION = ' -j RETURN\n-I INPUT 1 -m comment --comment INJECTED -j ACCEPT\n#'
 CHAINS = Chains(forward={'ipv4': 'DOCKER-USER', 'ipv6': 'DOCKER-USER'}, families=('ipv4', 'ipv6'))
