@@ -58,7 +58,7 @@ options:
   containers:
     description:
       - Explicit containers to black out, by name or ID (at least 12 hex digits).
-      - Each entry as O(service): ASCII letters, digits and C(_.-), at most 128 characters.
+      - Each entry like O(service), with ASCII letters, digits and C(_.-), at most 128 characters.
     type: list
     elements: str
   labels:

@@ -44,3 +44,20 @@ def _docs_fragment(path: Path) -> str:
                 and node.targets[0].id == 'DOCUMENTATION':
             return node.value.value
     raise AssertionError('no DOCUMENTATION in the fragment')
+
+
+@pytest.mark.parametrize('path', MODULES, ids=[p.stem for p in MODULES])
+def test_descriptions_and_notes_are_plain_strings(path):
+    """A ': ' inside a description item makes YAML read it as a mapping (ansible-doc then refuses the page)."""
+    doc = yaml.safe_load(_docs(path)['DOCUMENTATION'])
+    items = [('description', doc['description']), ('notes', doc.get('notes', []))]
+    items += [('option %s' % name, opt['description']) for name, opt in doc['options'].items()]
+    for where, value in items:
+        for entry in value if isinstance(value, list) else [value]:
+            assert isinstance(entry, str), '%s of %s: %r' % (where, path.stem, entry)
+
+
+def test_the_documented_name_limit_is_the_derived_one():
+    from ansible_collections.netfence.docker.plugins.module_utils._planner import MAX_NAME_LENGTH  # pylint: disable=import-outside-toplevel
+    doc = yaml.safe_load(_docs(MODULES[0].parent / 'blackout.py')['DOCUMENTATION'])
+    assert 'at most %d.' % MAX_NAME_LENGTH in ' '.join(doc['options']['name']['description'])
