@@ -57,9 +57,10 @@ _COVERING = re.compile(r'still blacked out by (.+?) \(restore')
 
 
 def still_blacked_out_by(res: t.Mapping[str, t.Any]) -> list[str]:
-    """Other blackouts that still cover the containers after a restore (module key, else its port check)."""
+    """Other blackouts that still cover the containers after a restore: the module's key (the containers
+    of the rules it removed), else its port check (the containers it looked up)."""
     found = res.get('still_blacked_out_by')
-    if isinstance(found, (list, tuple)):
+    if isinstance(found, (list, tuple)) and found:
         return [str(x) for x in found]
     verify = res.get('verify')
     m = _COVERING.search(str(verify.get('summary') or '')) if isinstance(verify, t.Mapping) else None
