@@ -181,6 +181,7 @@ def test_host_unreachable_for_the_rollback_is_state_unknown(fleet, tmp_path):
         assert run.rc != 0, run
         message = final_message(run)
         assert f'STATE UNKNOWN on {changed.name}: may still be blacked out until 20' in message, message
+        assert f'{changed.name}: unreachable' in message, message  # its rollback could not reach it
         assert 'No host is left' not in message, message
         # The truth: the blackout is still in place there, until its expiry.
         assert rules_of(changed) and all('--datestop' in ln for ln in rules_of(changed)
