@@ -164,34 +164,42 @@ def fleet_blackout(hosts: t.Sequence[str], hostvars: t.Any, service: str, partia
     complete = not (failed or unreachable or not_attempted)
     nowhere = complete and not blacked_out  # most likely a typo in the service name
     accepted = (complete and not nowhere) or (bool(partial_ok) and bool(blacked_out))
-    if nowhere:
+    report = {'service': service, 'accepted': accepted, 'complete': complete, 'nowhere': nowhere,
+              'failed': failed, 'unreachable': unreachable, 'blacked_out': blacked_out, 'not_running': not_running,
+              'not_attempted': not_attempted, 'unchanged': unchanged, 'rollback': rollback, 'priors': priors,
+              'expires': expires}
+    report['lines'] = _blackout_lines(report, len(hosts), details)
+    report['message'] = '' if accepted else _blackout_failure(report, hosts, hostvars, bool(partial_ok))
+    report['unknown'] = _unknown(report, hostvars) if not accepted else {}
+    return report
+
+
+def _blackout_lines(report: dict[str, t.Any], count: int, details: list[str]) -> list[str]:
+    """The report of blackout.yml: the verdict, the hosts blacked out, a line per host, the failures."""
+    service, accepted = report['service'], report['accepted']
+    if report['nowhere']:
         lines = ['Blackout of %s FAILED: the service runs no container on any host.' % service]
-    elif complete:
+    elif report['complete']:
         lines = ['Blackout of %s in place on every host where it runs (%d of %d).'
-                 % (service, len(blacked_out), len(hosts))]
+                 % (service, len(report['blacked_out']), count)]
     elif accepted:
         lines = ['PARTIAL blackout of %s (accepted with partial_ok): not every host is blacked out.' % service]
     else:
         lines = ['Blackout of %s FAILED: putting every host this run changed back as it was before the run '
-                 '(all or nothing): %s.' % (service, ', '.join(rollback) or 'none')]
-    if not nowhere:
+                 '(all or nothing): %s.' % (service, ', '.join(report['rollback']) or 'none')]
+    if not report['nowhere']:
         lines.append('%s%s%s' % ('blacked out: ' if accepted else 'blacked out before the rollback: ',
-                                 ', '.join(blacked_out) or 'none',
-                                 ' (already before this run: %s)' % ', '.join(unchanged) if unchanged else ''))
+                                 ', '.join(report['blacked_out']) or 'none',
+                                 ' (already before this run: %s)' % ', '.join(report['unchanged'])
+                                 if report['unchanged'] else ''))
     lines += details
-    if not_running:
-        lines.append('not running here: ' + ', '.join(not_running))
-    lines += ['FAILED %s: %s' % item for item in failed.items()]
-    lines += ['UNREACHABLE %s: %s' % item for item in unreachable.items()]
-    if not_attempted:
-        lines.append('not attempted (an earlier batch failed): ' + ', '.join(not_attempted))
-    report = {'service': service, 'accepted': accepted, 'complete': complete, 'nowhere': nowhere,
-              'failed': failed, 'unreachable': unreachable, 'blacked_out': blacked_out, 'not_running': not_running,
-              'not_attempted': not_attempted, 'unchanged': unchanged, 'rollback': rollback, 'priors': priors,
-              'expires': expires, 'lines': lines}
-    report['message'] = '' if accepted else _blackout_failure(report, hosts, hostvars, bool(partial_ok))
-    report['unknown'] = _unknown(report, hostvars) if not accepted else {}
-    return report
+    if report['not_running']:
+        lines.append('not running here: ' + ', '.join(report['not_running']))
+    lines += ['FAILED %s: %s' % item for item in report['failed'].items()]
+    lines += ['UNREACHABLE %s: %s' % item for item in report['unreachable'].items()]
+    if report['not_attempted']:
+        lines.append('not attempted (an earlier batch failed): ' + ', '.join(report['not_attempted']))
+    return lines
 
 
 def _unknown(report: dict[str, t.Any], hostvars: t.Any) -> dict[str, str]:
