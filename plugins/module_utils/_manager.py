@@ -501,13 +501,17 @@ class BlackoutManager(_HostManager):
         with self.host_lock(target.name):
             view = self.read(target.name, target.mode == 'present' and target.backend == 'iptables')
             prior = self.prior(target.name, view)
-            self.plan_target(target, view)
-            changes = self.changes(target, view)
-            cleaned: list[str] = []
-            record_changed = False
-            if not self.module.check_mode:
-                self.apply_all(target.name, changes, prior)
-                cleaned, record_changed = self.record(target, view, changes)
+            try:
+                self.plan_target(target, view)
+                changes = self.changes(target, view)
+                cleaned: list[str] = []
+                record_changed = False
+                if not self.module.check_mode:
+                    self.apply_all(target.name, changes, prior)
+                    cleaned, record_changed = self.record(target, view, changes)
+            except BlackoutError as exc:  # every failure once the firewall was read carries prior
+                exc.details.setdefault('prior', prior)
+                raise
         result = self.result(target, view, changes, prior, cleaned, record_changed)
         return self.finish(target, view, result)
 

@@ -238,3 +238,11 @@ def test_rollback_restores_the_record(fake_host, run_module):
     run_module(main, {'rollback': second['prior']})
     third = run_module(main, {'service': 'memcached', 'state': 'absent'}, check=True)
     assert third['prior']['record'] == second['prior']['record']
+
+
+def test_a_failure_after_the_read_carries_prior(fake_host, run_module, make_container):
+    _firewall, engine = fake_host
+    run_module(main, {'service': 'memcached'})
+    result = run_module(main, {'service': 'memcached', 'expires': '2020-01-01T00:00:00Z'})
+    assert result['failed'] is True and 'in the past' in result['msg']
+    assert result['prior']['name'] == 'memcached' and result['prior']['rules']
