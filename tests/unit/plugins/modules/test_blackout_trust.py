@@ -77,7 +77,8 @@ def test_check_mode_reports_the_outcome_and_writes_nothing(fake_host, run_module
 @pytest.mark.parametrize('second', [None, {'expires': '1h'}, {'expires': '1h', 'reject_with': 'icmp'}])
 def test_v6_failing_after_v4_compensates_v4(fake_host, run_module, monkeypatch, second):
     firewall, _engine = fake_host
-    firewall.tables['ipv4']['rules'][1:1] = [('OUTPUT', '-d 10.9.9.9/32 -j DROP'), ('DOCKER-USER', '-s 10.1.1.1/32 -j RETURN')]
+    firewall.tables['ipv4']['rules'][1:1] = [('OUTPUT', '-d 10.9.9.9/32 -j DROP'),
+                                              ('DOCKER-USER', '-s 10.1.1.1/32 -j RETURN')]
     if second is not None:  # a blackout in place, changed by the failing run (removals re-inserted)
         run_module(main, {'service': 'memcached'})
     before = firewall.snapshot()
