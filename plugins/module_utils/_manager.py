@@ -55,7 +55,6 @@ from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     LOOPBACK,
     Options,
     PlanError,
-    Rule,
     blackout_name,
     parse_tag,
     container_addresses,
