@@ -261,3 +261,10 @@ def test_restore_of_a_blackout_whose_rules_were_flushed_clears_its_record(fake_h
     assert restore['outcome'] == 'restored' and restore['changed'] is True and restore['prior']['rules'] == []
     again = run_module(main, {'service': 'memcached', 'state': 'absent'})
     assert again['outcome'] == 'nothing_to_restore' and again['changed'] is False
+
+
+def test_the_host_lock_is_not_taken_through_a_symlink(tmp_path):
+    (tmp_path / 'elsewhere').write_text('')
+    (tmp_path / 'host.lock').symlink_to(tmp_path / 'elsewhere')
+    with pytest.raises(OSError):
+        _lock.HostLock(str(tmp_path / 'host.lock'), 0, 'a').acquire()
