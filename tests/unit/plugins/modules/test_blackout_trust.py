@@ -268,3 +268,12 @@ def test_the_host_lock_is_not_taken_through_a_symlink(tmp_path):
     (tmp_path / 'host.lock').symlink_to(tmp_path / 'elsewhere')
     with pytest.raises(OSError):
         _lock.HostLock(str(tmp_path / 'host.lock'), 0, 'a').acquire()
+
+
+def test_a_lock_that_cannot_be_opened_says_become(fake_host, run_module, monkeypatch):
+    def denied(self):
+        raise PermissionError(13, 'Permission denied')
+
+    monkeypatch.setattr(_lock.HostLock, 'acquire', denied)
+    result = run_module(main, {'service': 'memcached', 'state': 'absent'})
+    assert result['failed'] is True and 'run the task with become: true' in result['msg']
