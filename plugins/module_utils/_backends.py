@@ -59,7 +59,8 @@ class IptablesChange(Change):
     """The filter table of one iptables variant and family."""
 
     def __init__(self, firewall: _iptables.Firewall, variant: str, family: str, before: str,
-                 existing: t.Sequence[t.Any], planned: t.Sequence[t.Any], to_add: t.Sequence[t.Any], to_remove: t.Sequence[t.Any],
+                 existing: t.Sequence[t.Any], planned: t.Sequence[t.Any], to_add: t.Sequence[t.Any],
+                 to_remove: t.Sequence[t.Any],
                  wait: t.Callable[[], int], created: t.Callable[[t.Sequence[t.Any]], list[list[t.Any]]],
                  cleanup: t.Callable[[list[list[t.Any]]], list[str]]) -> None:
         super().__init__(planned, to_add, to_remove)

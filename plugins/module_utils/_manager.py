@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
 import datetime as dt
 import ipaddress
 import math
@@ -54,7 +55,6 @@ from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     LOOPBACK,
     Options,
     PlanError,
-    Rule,
     blackout_name,
     parse_tag,
     container_addresses,
@@ -502,13 +502,17 @@ class BlackoutManager(_HostManager):
         with self.host_lock(target.name):
             view = self.read(target.name, target.mode == 'present' and target.backend == 'iptables')
             prior = self.prior(target.name, view)
-            self.plan_target(target, view)
-            changes = self.changes(target, view)
-            cleaned: list[str] = []
-            record_changed = False
-            if not self.module.check_mode:
-                self.apply_all(target.name, changes, prior)
-                cleaned, record_changed = self.record(target, view, changes)
+            try:
+                self.plan_target(target, view)
+                changes = self.changes(target, view)
+                cleaned: list[str] = []
+                record_changed = False
+                if not self.module.check_mode:
+                    self.apply_all(target.name, changes, prior)
+                    cleaned, record_changed = self.record(target, view, changes)
+            except BlackoutError as exc:  # every failure once the firewall was read carries prior
+                exc.details.setdefault('prior', prior)
+                raise
         result = self.result(target, view, changes, prior, cleaned, record_changed)
         return self.finish(target, view, result)
 
@@ -551,7 +555,10 @@ class BlackoutManager(_HostManager):
         except _lock.LockTimeout as exc:
             raise BlackoutError(str(exc), blackout=name, holder=exc.holder, changed=False) from None
         except OSError as exc:
-            raise BlackoutError('cannot take the host lock %s: %s' % (lock.path, exc), blackout=name) from None
+            hint = ': the module needs root, run the task with become: true' if exc.errno in (
+                errno.EACCES, errno.EPERM, errno.EROFS) else ''
+            raise BlackoutError('cannot take the host lock %s (%s)%s' % (lock.path, exc.strerror or exc, hint),
+                                blackout=name) from None
         return lock
 
     def read(self, name: str, need_docker_user: bool) -> HostView:
@@ -841,7 +848,9 @@ class BlackoutManager(_HostManager):
                     record.save()
         except OSError as exc:
             self.module.warn('could not write %s: %s' % (_hostcfg.state_path(), exc))
-        return cleaned, changed and target.mode == 'rollback'
+        # A blackout's own entry follows its rules; a restore or a rollback that only changes the
+        # record (its rules were flushed by someone else) did change the host's state.
+        return cleaned, changed and target.mode != 'present'
 
 
 class InfoManager(_HostManager):

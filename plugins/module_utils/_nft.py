@@ -477,6 +477,7 @@ def payload(nfamily: str, existing: t.Sequence[ExistingNftRule], to_add: t.Seque
 _LISTED_CHAIN = re.compile(r'^\s*chain (\S+) \{\s*$')
 _LISTED_COMMENT = re.compile(r' comment "(netfence bo=[^"\\]*)"$')
 _LISTED_ADDRESS = re.compile(r'(?:^| )ip6? ([sd])addr (\S+)(?= |$)')
+_BARE_REJECT = re.compile(r'(^| )reject( comment "|$)')
 CHAINS_OF = {'inet': tuple(sorted(INET_CHAINS)), 'bridge': ('forward',)}
 
 
@@ -523,6 +524,9 @@ def snapshot_rule(nfamily: str, chain: str, text: str, name: str) -> SnapshotNft
     """A ``prior`` nft rule, validated: tagged with blackout ``name``, one address. PlanError if not."""
     if nfamily not in CHAINS_OF or chain not in CHAINS_OF[nfamily]:
         raise PlanError('nft rule of %s %s %s: not a chain of ours' % (nfamily, TABLE, chain))
+    # nft lists ``reject with icmpx port-unreachable`` (the default) as a bare ``reject``, which it
+    # would load back, next to an ip/ip6 match, as ``reject with icmp(v6) port-unreachable``.
+    text = _BARE_REJECT.sub(r'\1reject with icmpx port-unreachable\2', text)
     m = _LISTED_COMMENT.search(text)
     tag = parse_tag(m.group(1)) if m and '\n' not in text and ';' not in text else None
     if tag is None or tag.bo != name:

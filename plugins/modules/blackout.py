@@ -354,7 +354,8 @@ prior:
     name: memcached
     rules:
       - {backend: iptables, family: ipv4, variant: nft, table: filter, chain: DOCKER-USER,
-         spec: '-d 172.18.0.2/32 -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment "netfence bo=memcached ..." -j REJECT --reject-with tcp-reset'}
+         spec: '-d 172.18.0.2/32 -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment
+                "netfence bo=memcached ..." -j REJECT --reject-with tcp-reset'}
     record: {since: '2026-11-27T12:00:00Z', expires: null, backend: iptables, rules: []}
 changes:
   description: Per backend changed (C(iptables nft ipv4), C(nft inet), ...), the rules C(added) and C(removed).
@@ -375,7 +376,8 @@ compensated:
   type: list
   elements: dict
 holder:
-  description: In a failure result after O(lock_timeout), what the holder of the host lock wrote (C(pid), C(blackout), C(started)).
+  description: In a failure result after O(lock_timeout), what the holder of the host lock wrote (C(pid),
+    C(blackout), C(started)).
   returned: when the host lock was not obtained
   type: dict
 firewall:

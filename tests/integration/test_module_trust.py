@@ -49,8 +49,10 @@ CONCURRENT = (  # 8 blackouts of one host, each with its own name and selector
 
 
 def remove_all(host, run_module, netfence_rules) -> None:
-    """Teardown: every blackout with a rule on the host rolled back to nothing."""
-    for name in sorted({blackout_of(line) for _key, line in netfence_rules(host)} - {None}):
+    """Teardown: every blackout with a rule on the host (iptables or our nft tables) rolled back to nothing."""
+    ruleset = netfence_lab.host_exec(host, ['nft', 'list', 'ruleset'], check=False).stdout.splitlines()
+    lines = [line for _key, line in netfence_rules(host)] + ruleset
+    for name in sorted({blackout_of(line) for line in lines} - {None}):
         run_module(host, 'blackout', rollback={'name': name, 'rules': [], 'record': None})
 
 
@@ -189,6 +191,7 @@ def test_prior_and_rollback_round_trip(host, run_module, whole, backend):
     before = whole(host)
     first = run_module(host, 'blackout', service='memcached', expires='1h', backend=backend)
     check_ok(first, 'first blackout')
+    assert first['outcome'] == 'applied' and first['prior']['rules'] == []
     after_first, refused = whole(host), cut(host)
     assert all(o in REFUSED for paths in refused.values() for o in paths.values()), refused
     second = run_module(host, 'blackout', service='memcached', reject_with='icmp', direction='both', backend=backend)

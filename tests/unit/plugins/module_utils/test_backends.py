@@ -87,3 +87,12 @@ def test_nft_listing_and_snapshot_rules():
             _nft.snapshot_rule('inet', chain, bad, 'svc')
     with pytest.raises(_nft.PlanError, match='not a chain of ours'):
         _nft.snapshot_rule('inet', 'prerouting', rule, 'svc')
+
+
+def test_a_listed_bare_reject_is_put_back_as_written():
+    tag = TAG.replace('p=host', 'p=forward') % '0000000b'
+    listed = 'ip daddr 172.18.0.2 ct direction original meta l4proto != tcp reject comment "%s"' % tag
+    snap = _nft.snapshot_rule('inet', 'forward', listed, 'svc')
+    assert snap.text == listed.replace(' reject ', ' reject with icmpx port-unreachable ')
+    kept = listed.replace(' reject ', ' reject with tcp reset ')
+    assert _nft.snapshot_rule('inet', 'forward', kept, 'svc').text == kept

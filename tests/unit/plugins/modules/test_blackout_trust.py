@@ -77,7 +77,8 @@ def test_check_mode_reports_the_outcome_and_writes_nothing(fake_host, run_module
 @pytest.mark.parametrize('second', [None, {'expires': '1h'}, {'expires': '1h', 'reject_with': 'icmp'}])
 def test_v6_failing_after_v4_compensates_v4(fake_host, run_module, monkeypatch, second):
     firewall, _engine = fake_host
-    firewall.tables['ipv4']['rules'][1:1] = [('OUTPUT', '-d 10.9.9.9/32 -j DROP'), ('DOCKER-USER', '-s 10.1.1.1/32 -j RETURN')]
+    firewall.tables['ipv4']['rules'][1:1] = [('OUTPUT', '-d 10.9.9.9/32 -j DROP'),
+                                              ('DOCKER-USER', '-s 10.1.1.1/32 -j RETURN')]
     if second is not None:  # a blackout in place, changed by the failing run (removals re-inserted)
         run_module(main, {'service': 'memcached'})
     before = firewall.snapshot()
@@ -238,3 +239,41 @@ def test_rollback_restores_the_record(fake_host, run_module):
     run_module(main, {'rollback': second['prior']})
     third = run_module(main, {'service': 'memcached', 'state': 'absent'}, check=True)
     assert third['prior']['record'] == second['prior']['record']
+
+
+def test_a_failure_after_the_read_carries_prior(fake_host, run_module, make_container):
+    _firewall, engine = fake_host
+    run_module(main, {'service': 'memcached'})
+    result = run_module(main, {'service': 'memcached', 'expires': '2020-01-01T00:00:00Z'})
+    assert result['failed'] is True and 'in the past' in result['msg']
+    assert result['prior']['name'] == 'memcached' and result['prior']['rules']
+
+
+def test_restore_of_a_blackout_whose_rules_were_flushed_clears_its_record(fake_host, run_module):
+    firewall, _engine = fake_host
+    original = firewall.snapshot()
+    run_module(main, {'service': 'memcached'})
+    for family in ('ipv4', 'ipv6'):
+        table = firewall.tables[family]
+        table['rules'] = [r for r in table['rules'] if 'netfence bo=' not in r[1]]
+    assert firewall.snapshot() == original
+    restore = run_module(main, {'service': 'memcached', 'state': 'absent'})
+    assert restore['outcome'] == 'restored' and restore['changed'] is True and restore['prior']['rules'] == []
+    again = run_module(main, {'service': 'memcached', 'state': 'absent'})
+    assert again['outcome'] == 'nothing_to_restore' and again['changed'] is False
+
+
+def test_the_host_lock_is_not_taken_through_a_symlink(tmp_path):
+    (tmp_path / 'elsewhere').write_text('')
+    (tmp_path / 'host.lock').symlink_to(tmp_path / 'elsewhere')
+    with pytest.raises(OSError):
+        _lock.HostLock(str(tmp_path / 'host.lock'), 0, 'a').acquire()
+
+
+def test_a_lock_that_cannot_be_opened_says_become(fake_host, run_module, monkeypatch):
+    def denied(self):
+        raise PermissionError(13, 'Permission denied')
+
+    monkeypatch.setattr(_lock.HostLock, 'acquire', denied)
+    result = run_module(main, {'service': 'memcached', 'state': 'absent'})
+    assert result['failed'] is True and 'run the task with become: true' in result['msg']
