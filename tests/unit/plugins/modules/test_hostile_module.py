@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from ansible_collections.netfence.docker.plugins.module_utils import _manager, _validate
+from ansible_collections.netfence.docker.plugins.module_utils import _iptables, _validate
 from ansible_collections.netfence.docker.plugins.modules import blackout, blackout_info
 
 INJECTION = ' -j RETURN\n-I INPUT 1 -m comment --comment INJECTED -j ACCEPT\n#'
@@ -82,14 +82,14 @@ def test_a_render_error_in_one_family_writes_nothing(fake_host, run_module, monk
     """Every payload is rendered before the first is written: a refused IPv6 line keeps IPv4 untouched."""
     firewall, engine = fake_host
     engine.containers[0]['NetworkSettings']['Networks']['lab_front']['GlobalIPv6Address'] = 'fd00::2'
-    real = _manager.restore_payload
+    real = _iptables.restore_payload
 
     def payload(to_add, to_remove, family):
         if family == 'ipv6':
             raise _validate.RenderError('token refused')
         return real(to_add, to_remove, family)
 
-    monkeypatch.setattr(_manager, 'restore_payload', payload)
+    monkeypatch.setattr(_iptables, "restore_payload", payload)
     result = run_module(blackout.main, {'service': 'memcached'})
     assert result['failed'] is True and 'internal error, nothing was written: token refused' in result['msg']
     assert firewall.restores == []
@@ -118,7 +118,7 @@ def test_check_mode_and_blackout_info_create_nothing(fake_host, run_module, stat
     assert not result.get('failed'), result.get('msg')
     assert not state_dir.exists()
     run_module(blackout.main, {'service': 'memcached'})
-    assert sorted(os.listdir(state_dir)) == ['blackouts.json', 'blackouts.json.lock']
+    assert sorted(os.listdir(state_dir)) == ['blackouts.json', 'blackouts.json.lock', 'host.lock']
     assert os.stat(state_dir).st_mode & 0o777 == 0o700
     assert os.stat(state_dir / 'blackouts.json').st_mode & 0o777 == 0o600
 
@@ -141,12 +141,14 @@ def test_corrupt_record_is_kept_aside_with_a_warning(fake_host, run_module, stat
 
 
 def test_symlinked_state_directory_is_not_followed(fake_host, run_module, state_dir, tmp_path):
+    """The host lock lives in the state directory: a symlinked one is refused before any change."""
+    firewall, _engine = fake_host
     target = tmp_path / 'elsewhere'
     target.mkdir(mode=0o700)
     state_dir.symlink_to(target)
     result = run_module(blackout.main, {'service': 'memcached'})
-    assert not result.get('failed'), result.get('msg')  # the rules are in place; the record is refused
-    assert 'is a symbolic link: refusing to follow it' in _warnings(result)
+    assert result['failed'] is True and 'is a symbolic link: refusing to follow it' in result['msg'], result['msg']
+    assert firewall.restores == []
     assert os.listdir(target) == []
     info = run_module(blackout_info.main, {})
     assert 'is a symbolic link' in _warnings(info)
@@ -168,10 +170,13 @@ def test_symlinked_record_and_lock_are_not_followed(fake_host, run_module, state
 
 @pytest.mark.parametrize('mode', [0o770, 0o707, 0o777])
 def test_group_or_world_writable_state_directory_is_refused(fake_host, run_module, state_dir, mode):
+    firewall, _engine = fake_host
     state_dir.mkdir()
     os.chmod(state_dir, mode)
     result = run_module(blackout.main, {'service': 'memcached'})
-    assert 'is group- or world-writable (mode %04o): refusing to use it' % mode in _warnings(result)
+    assert result['failed'] is True, result
+    assert 'is group- or world-writable (mode %04o): refusing to use it' % mode in result['msg']
+    assert firewall.restores == []
     assert os.listdir(state_dir) == []
 
 
