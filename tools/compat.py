@@ -182,6 +182,9 @@ def _cut_problems(netfence_lab, host, expect_cut: bool) -> list[str]:
 
 def step_smoke(_line: str, venv: Path) -> tuple[bool, str]:
     netfence_lab, host = _lab()
+    # The playbooks find the checkout's collection through the link tools/link-checkout makes.
+    if run(['sh', ROOT / 'tools' / 'link-checkout']).returncode != 0:
+        raise SystemExit('compat: tools/link-checkout failed')
     env = venv_env(venv)
     # The default stdout callback: a bare ansible-core has no json callback (2.20 redirects it to
     # ansible.posix, which only the `ansible` package brings).
