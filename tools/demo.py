@@ -35,6 +35,8 @@ def show(title: str, hosts: list, results: dict) -> None:
 
 def playbook(name: str, inventory: str) -> float:
     """Run playbooks/<name> against the lab; return its wall time."""
+    # The playbooks find the checkout's collection through the link tools/link-checkout makes.
+    subprocess.run(['sh', str(ROOT / 'tools' / 'link-checkout')], check=True)
     env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_NOCOLOR='1')
     argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', inventory,
             str(ROOT / 'playbooks' / name), '-e', f'service={SERVICE}']

@@ -95,6 +95,10 @@ def _snapshot_root_firewall() -> None:
 
 _snapshot_root_firewall()
 
+# playbooks/*.yml run from the checkout (test_fleet.py) find the collection through the link
+# tools/link-checkout generates (not committed); make does it too, a bare pytest run needs it.
+subprocess.run(['sh', str(ROOT / 'tools' / 'link-checkout')], check=True, timeout=30)
+
 
 # --------------------------------------------------------------------------- the lab
 

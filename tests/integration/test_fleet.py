@@ -6,7 +6,7 @@
 """The fleet playbooks (playbooks/blackout.yml, restore.yml, status.yml) against the lab.
 
 Runs ansible-playbook from the checkout, the way a user of a fresh clone does (the collection is
-found through playbooks/collections/), against the lab's inventory (3 hosts, Docker 20.10 and 28).
+found through playbooks/collections/, the link tools/link-checkout generates), against the lab's inventory (3 hosts, Docker 20.10 and 28).
 The drills stop one host's engine (SIGKILL to its dockerd) and heal the lab afterwards with
 ``netfence_lab.up()``, which recreates a broken lab. The tests of this module run in order and
 each leaves the lab without any netfence rule. Skipped unless root. NETFENCE_LAB selects the

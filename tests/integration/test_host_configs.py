@@ -48,15 +48,19 @@ def lab(tmp_path_factory):
     """The hostcfg instance, up; the default lab selection is restored afterwards."""
     previous = netfence_lab.INSTANCE
     netfence_lab.configure(INSTANCE)
+    brought_up = False
     try:
         hosts = netfence_lab.up(hosts=4, versions=VERSIONS, configs=CONFIGS)
+        brought_up = True
         coll = tmp_path_factory.mktemp('coll') / 'ansible_collections' / 'netfence'
         coll.mkdir(parents=True)
         (coll / 'docker').symlink_to(ROOT)
         yield {'hosts': {h.name: h for h in hosts}, 'collections': str(coll.parent.parent)}
     finally:
         try:
-            if os.environ.get('NETFENCE_KEEP_LAB') != '1':
+            # Only an instance this fixture brought up: when up() refused (e.g. its addresses
+            # collide with another instance's), the 'hostcfg' that exists may be someone else's.
+            if brought_up and os.environ.get('NETFENCE_KEEP_LAB') != '1':
                 netfence_lab.down()
         finally:
             netfence_lab.configure(previous)
