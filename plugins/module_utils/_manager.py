@@ -84,6 +84,7 @@ BLACKOUT_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     backend={'type': 'str', 'choices': ['auto', 'iptables', 'nftables'], 'default': 'auto'},
     verify={'type': 'bool', 'default': False},
     verify_addresses={'type': 'list', 'elements': 'str', 'default': []},
+    hold={'type': 'bool', 'default': False},  # the watcher: _hold.py
 )
 
 
