@@ -55,7 +55,8 @@ from ansible_collections.netfence.docker.plugins.module_utils._manager import (
 )
 
 IDENT = 'netfence-hold'
-CONTAINER_ACTIONS = ('start', 'restart')
+# 'restart' is not needed: a restart emits 'start' first, and the address comes with the start.
+CONTAINER_ACTIONS = ('start',)
 NETWORK_ACTIONS = ('connect', 'disconnect')
 MAX_LINE = 1 << 16          # one event; longer lines are skipped, never buffered whole
 TICK = 30.0                 # seconds between checks that the blackout is still recorded
@@ -260,6 +261,15 @@ def open_events(client: EngineClient) -> t.Iterator[t.Any]:
     return lines()
 
 
+def container_running(client: EngineClient, cid: str) -> bool:
+    """GET /containers/ID/json → State.Running (True when unsure: re-applying is always safe)."""
+    try:
+        state = (client.get('/containers/%s/json' % quote(cid, safe='')) or {}).get('State') or {}
+    except (DockerApiError, ValueError):
+        return True
+    return bool(state.get('Running', True))
+
+
 # ---------------------------------------------------------------------------- re-apply
 
 class QuietModule:
@@ -343,7 +353,8 @@ class Watcher:
                  log: t.Callable[[int, str], None],
                  note: t.Callable[[dict[str, t.Any]], None] = lambda _info: None,
                  clock: t.Callable[[], float] = time.time,
-                 sleep: t.Callable[[float], None] = time.sleep) -> None:
+                 sleep: t.Callable[[float], None] = time.sleep,
+                 running: t.Callable[[str], bool] = lambda _cid: True) -> None:
         self.name = name
         self.selector = selector
         self.deadline = deadline
@@ -353,6 +364,7 @@ class Watcher:
         self.note = note
         self.clock = clock
         self.sleep = sleep
+        self.running = running
         self.known: dict[str, str] = {}
         self.applied_ns = 0          # when the last re-apply started (its listing is newer)
         self.reapplied = 0
@@ -421,6 +433,8 @@ class Watcher:
                     event_ns = event.get('timeNano') if isinstance(event.get('timeNano'), int) else None
                     if event_ns is not None and event_ns < self.applied_ns:
                         continue  # the last re-apply listed the containers after this event
+                    if why[0] in NETWORK_ACTIONS and not self.running(why[1]):
+                        continue  # a starting container connects first: its start event follows
                     if not self.apply(why, event_ns):
                         return 'released'
             except (OSError, DockerApiError, BlackoutError) as exc:
@@ -561,7 +575,7 @@ def _daemon_main(module: t.Any, name: str, params: dict[str, t.Any], deadline: f
         return daemon.guard(once)
 
     watcher = Watcher(name, selector, deadline, reapply, lambda: open_events(client), _syslog,
-                      note=daemon.write)
+                      note=daemon.write, running=lambda cid: container_running(client, cid))
     _syslog(syslog.LOG_NOTICE, 'holding %s (deadline %s)' % (name, daemon.info.get('deadline') or 'none'))
     try:
         why = watcher.run()
