@@ -534,6 +534,11 @@ def _daemon_main(module: t.Any, name: str, params: dict[str, t.Any], deadline: f
     """In the detached grandchild: take the pid file's lock, tell the module, watch."""
     os.chdir('/')
     os.umask(0o022)
+    try:  # `pgrep -x netfence-hold` finds it (its arguments stay the module's)
+        with open('/proc/self/comm', 'w', encoding='ascii') as comm:
+            comm.write(IDENT)
+    except OSError:
+        pass
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
