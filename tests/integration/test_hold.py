@@ -321,8 +321,9 @@ def _restart_engine(host, client) -> None:
     netfence_lab._wait_dockerd(host)  # pylint: disable=protected-access
     with open(os.path.join(host.run_dir, 'sshd.pid'), encoding='ascii') as handle:
         sshd = int(handle.read().strip())
-    subprocess.run(['nsenter', f'--mount=/proc/{sshd}/ns/mnt', 'mount', '--bind', host.docker_sock,
-                    netfence_lab.DOCKER_SOCK_PLACEHOLDER], check=True)
+    # The old bind mount names the deleted socket: a bind over it fails, unmount it first.
+    subprocess.run(['nsenter', f'--mount=/proc/{sshd}/ns/mnt', 'sh', '-c', 'umount "$2" && mount --bind "$1" "$2"',
+                    'rebind', host.docker_sock, netfence_lab.DOCKER_SOCK_PLACEHOLDER], check=True)
     fresh = host.client()
     try:
         for spec in netfence_lab.CONTAINERS:
