@@ -62,7 +62,8 @@ MAX_LINE = 1 << 16          # one event; longer lines are skipped, never buffere
 TICK = 30.0                 # seconds between checks that the blackout is still recorded
 BACKOFF_MIN, BACKOFF_MAX = 0.2, 10.0
 STOP_WAIT = 10.0            # seconds a stopping watcher gets before SIGKILL
-READY_WAIT = 10.0           # seconds the module waits for the new watcher to say it runs
+READY_WAIT = 10.0
+LOCK_WAIT = 8               # seconds a re-apply waits for the host lock (then: retried after a backoff)           # seconds the module waits for the new watcher to say it runs
 
 
 class HoldError(Exception):
@@ -317,7 +318,8 @@ def watcher_params(params: t.Mapping[str, t.Any], expires: str | None) -> dict[s
     the blackout (a duration would count again from a new start), no check, missing ignored."""
     out = dict(params)
     out.update(state='present', missing='ignore', expires=expires, verify=False, verify_addresses=[],
-               hold=False)
+               hold=False, rollback=None,
+               lock_timeout=LOCK_WAIT)  # below STOP_WAIT: a restore never has to SIGKILL a waiting watcher
     return out
 
 
@@ -369,6 +371,7 @@ class Watcher:
         self.applied_ns = 0          # when the last re-apply started (its listing is newer)
         self.reapplied = 0
         self.errors = 0
+        self.connections = 0
 
     def expired(self) -> bool:
         return self.deadline is not None and self.clock() >= self.deadline
@@ -420,6 +423,9 @@ class Watcher:
                 self.sleep(min(backoff, max(0.0, (self.deadline or 1e18) - self.clock())))
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
+            self.connections += 1
+            if self.connections > 1:
+                self.note({'connections': self.connections})
             if outage:
                 self.log(syslog.LOG_NOTICE, 'hold of %s: engine reachable again' % self.name)
             outage, backoff = False, BACKOFF_MIN

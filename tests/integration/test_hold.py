@@ -39,7 +39,8 @@ FIGURES: list[str] = []
 
 PROBER = r'''
 import socket, sys, time
-addr, port, until = sys.argv[1], int(sys.argv[2]), time.time() + float(sys.argv[3])
+addr, port = sys.stdin.readline().split()   # started before the container: no start-up delay
+port, until = int(port), time.time() + float(sys.argv[1])
 refused = 0
 while time.time() < until and refused < 5:
     s = socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET)
@@ -109,9 +110,10 @@ def client_netns(client, name: str = 'lab-client-front') -> str:
     return f'/proc/{client.containers.get(name).attrs["State"]["Pid"]}/ns/net'
 
 
-def start_prober(netns: str, addr: str, port: int, seconds: float = 4.0) -> subprocess.Popen:
-    return subprocess.Popen(['nsenter', f'--net={netns}', sys.executable, '-I', '-c', PROBER, addr, str(port),
-                             str(seconds)], stdout=subprocess.PIPE, text=True)
+def start_prober(netns: str, seconds: float = 4.0) -> subprocess.Popen:
+    """A prober in ``netns``, waiting for ``addr port`` on its stdin."""
+    return subprocess.Popen(['nsenter', f'--net={netns}', sys.executable, '-I', '-c', PROBER, str(seconds)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def first_refused(proc: subprocess.Popen) -> tuple[float | None, bool]:
@@ -150,15 +152,26 @@ def run_memcached(client, name: str, number: int, port: int, template: dict):
                                  network='lab_front', labels=labels, ports={'11211/tcp': port}, detach=True)
 
 
-def measure(host, client, name: str, port: int, what: str) -> float:
-    """Probe the new container's host and peer paths at once, every path after TARGET; the
-    time from its start to the cut (an upper bound when the probers only saw it cut)."""
-    cont = client.containers.get(name)
+def measure(host, client, name: str, port: int, what: str, action) -> float:
+    """Probers ready in the host's and a peer's namespace, ``action()`` starts container ``name``,
+    the probers get its address at once; every path probed TARGET s after its start. The time
+    from its start (State.StartedAt) to the cut per path; ``<=`` when a prober only ever saw it
+    refused (the cut came before the first attempt)."""
+    probers = {'host': start_prober(host.netns_path), 'peer': start_prober(client_netns(client)),
+               'localhost': start_prober(host.netns_path)}
+    try:
+        action()
+        cont = client.containers.get(name)
+        addr = address(client, name)
+        for path, proc in probers.items():
+            proc.stdin.write('%s %d\n' % (('127.0.0.1', port) if path == 'localhost' else (addr, 11211)))
+            proc.stdin.flush()
+    except BaseException:
+        for proc in probers.values():
+            proc.kill()
+            proc.wait()
+        raise
     started = epoch(cont.attrs['State']['StartedAt'])
-    addr = address(client, name)
-    probers = {'host': start_prober(host.netns_path, addr, 11211),
-               'peer': start_prober(client_netns(client), addr, 11211),
-               'localhost': start_prober(host.netns_path, '127.0.0.1', port)}
     time.sleep(max(0.0, started + TARGET - time.time()))
     every = netfence_lab.probe(host, service='all')
     cuts = {}
@@ -167,7 +180,6 @@ def measure(host, client, name: str, port: int, what: str) -> float:
         assert first is not None, f'{what}: {path} path to {name} ({addr}) never refused'
         cuts[path] = (first - started, served)
     lag = pid_file_data(host).get('last', {}).get('lag_ms')
-    worst = max(delay for delay, _served in cuts.values())
     FIGURES.append('%s Docker %s: %s; watcher: %s ms from the event to the committed transaction' % (
         what, host.series, ', '.join('%s %s%.3f s' % (p, '' if s else '<= ', d) for p, (d, s) in cuts.items()),
         lag))
@@ -176,8 +188,11 @@ def measure(host, client, name: str, port: int, what: str) -> float:
         handle.write(FIGURES[-1] + '\n')
     assert not expect(every, MEMCACHED + (name,)), f'{what}: not every path cut {TARGET} s after the start:\n' + \
         table(every)
-    assert worst <= TARGET, f'{what}: cut after {worst:.3f} s ({cuts})'
-    return worst
+    # Only a path seen served and then refused measures the cut; otherwise the figure is when the
+    # prober first tried (the cut was earlier) and the probe of every path above is the proof.
+    late = {p: d for p, (d, s) in cuts.items() if s and d > TARGET}
+    assert not late, f'{what}: cut later than {TARGET} s: {late}'
+    return max(d for d, _s in cuts.values())
 
 
 def put_back(host, client, before: dict) -> None:
@@ -276,8 +291,7 @@ def test_recreated_replica_is_cut_within_a_second(clean, run_module):
     again = run_module(host, 'blackout', service='memcached', hold=True)
     assert again['changed'] is False and again['hold']['pid'] == res['hold']['pid']  # no second watcher
     assert len(watchers(host)) == 1
-    _old, _new = recreate_with_new_address(client)
-    measure(host, client, 'lab-memcached-2', 11212, 'recreate')
+    measure(host, client, 'lab-memcached-2', 11212, 'recreate', lambda: recreate_with_new_address(client))
     assert netfence_lab.probe(host, service='holdtaker')[TAKER]['peer:lab_front'] == 'ok'  # the old address: served
     info = run_module(host, 'blackout_info', name='memcached')
     (report,) = info['blackouts']
@@ -288,8 +302,9 @@ def test_recreated_replica_is_cut_within_a_second(clean, run_module):
 def test_scale_up_is_cut(clean, run_module):
     host, client = clean
     blackout(run_module, host)
-    run_memcached(client, 'lab-memcached-3', 3, 11213, labels_of(client, 'lab-memcached-2'))
-    measure(host, client, 'lab-memcached-3', 11213, 'scale-up')
+    labels = labels_of(client, 'lab-memcached-2')
+    measure(host, client, 'lab-memcached-3', 11213, 'scale-up',
+            lambda: run_memcached(client, 'lab-memcached-3', 3, 11213, labels))
 
 
 def test_dead_watcher_is_restarted_by_the_next_run(clean, run_module):
@@ -345,8 +360,9 @@ def test_engine_restart_watcher_reconnects_and_reapplies(clean, run_module):
         host.series, TARGET, pid_file_data(host).get('last', {}).get('message')))
     print(FIGURES[-1])
     # A recreate after the restart is cut too.
-    recreate_with_new_address(client)
-    measure(host, client, 'lab-memcached-2', 11212, 'recreate after engine restart')
+    assert pid_file_data(host)['connections'] >= 2  # it reconnected
+    measure(host, client, 'lab-memcached-2', 11212, 'recreate after engine restart',
+            lambda: recreate_with_new_address(client))
 
 
 def test_restore_stops_the_watcher_and_a_recreated_replica_is_served(clean, run_module):

@@ -185,6 +185,7 @@ def test_engine_restart_reconnects_with_backoff_and_reconciles():
     warnings = [m for _p, m in fakes.logs if 'retrying' in m]
     assert len(warnings) == 2  # once per outage, not per attempt
     assert any('reachable again' in m for _p, m in fakes.logs)
+    assert {'connections': 2} in fakes.notes
 
 
 def test_backoff_is_capped_and_stops_at_the_deadline():
@@ -207,6 +208,7 @@ def test_watcher_params_pin_the_deadline():
     out = _hold.watcher_params(params, '2026-12-02T12:00:00Z')
     assert out['expires'] == '2026-12-02T12:00:00Z' and out['missing'] == 'ignore'
     assert out['verify'] is False and out['hold'] is False and params['expires'] == '30m'
+    assert out['lock_timeout'] < _hold.STOP_WAIT and out['rollback'] is None
 
 
 # ---------------------------------------------------------------------------- pid file life cycle
