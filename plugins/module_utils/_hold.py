@@ -296,21 +296,25 @@ class QuietModule:
 
 
 class HoldManager(BlackoutManager):
-    """The blackout module's manager, for the watcher: the same run (lookup, plan, diff, one
-    transaction, record), but only while the blackout is recorded, and never with no container
-    running (a crash-restart must not lift the blackout between its die and its start)."""
+    """The blackout module's manager, for the watcher: the same run (validate, host lock, read,
+    plan, changes, all-or-nothing apply, record), but only while the blackout is recorded (checked
+    under the host lock, so a restore that got the lock first is never undone), and never with no
+    container running (a crash-restart must not lift the blackout between its die and its start)."""
 
     seen: dict[str, str]
 
     def selected(self, name: str) -> list[Container]:
-        with self.state_record() as record:
-            if name not in record.find(_hostcfg.netns_id())['blackouts']:
-                raise Released(name)
         running = super().selected(name)
         self.seen = {c.id: c.name for c in select(self.containers(), **selector_of(self.params))}
         if not running:
             raise NothingRunning(name)
         return running
+
+    def read(self, name: str, need_docker_user: bool) -> t.Any:
+        view = super().read(name, need_docker_user)  # pylint: disable=no-member
+        if view.record is None:
+            raise Released(name)
+        return view
 
 
 def watcher_params(params: t.Mapping[str, t.Any], expires: str | None) -> dict[str, t.Any]:
@@ -644,13 +648,24 @@ def start(module: t.Any, name: str, expires: str | None) -> int:
 
 # ---------------------------------------------------------------------------- module hooks
 
-def before_run(module: t.Any, name: str) -> bool:
-    """A restore stops the watcher before it removes the rules (so nothing re-applies them)."""
-    if module.params.get('state') != 'absent' or module.check_mode:
+def before_run(module: t.Any, manager: t.Any) -> bool:
+    """A restore (or a rollback of the blackout to no rules) stops the watcher before the rules are
+    removed, so that nothing re-applies them. True when a running watcher was stopped."""
+    p = module.params
+    if module.check_mode:
+        return False
+    rollback = p.get('rollback')
+    if rollback is not None:
+        name = rollback.get('name') if isinstance(rollback, dict) else None
+        if not isinstance(name, str) or rollback.get('rules'):
+            return False  # invalid (the module says so), or the blackout stays: so does its watcher
+    elif p.get('state') == 'absent':
+        name = manager.name()
+    else:
         return False
     try:
-        return stop(pid_path(name, docker_host_of(module.params)))
-    except HoldError as exc:
+        return stop(pid_path(name, docker_host_of(p)))
+    except (HoldError, ValueError) as exc:
         raise BlackoutError(str(exc), blackout=name) from None
 
 
@@ -660,7 +675,8 @@ def after_run(module: t.Any, result: dict[str, t.Any], stopped: bool = False) ->
     p = module.params
     name = result['blackout']
     path = pid_path(name, docker_host_of(p))
-    wanted = bool(p.get('hold')) and p.get('state') == 'present' and any(result.get('rules', {}).values())
+    wanted = (bool(p.get('hold')) and p.get('state') == 'present' and p.get('rollback') is None
+              and any(result.get('rules', {}).values()))
     expires = result.get('expires')
     if wanted and expires and dt.datetime.strptime(expires, '%Y-%m-%dT%H:%M:%SZ').replace(
             tzinfo=dt.timezone.utc).timestamp() <= time.time():
@@ -668,7 +684,9 @@ def after_run(module: t.Any, result: dict[str, t.Any], stopped: bool = False) ->
     now = status(path)
     report = {'enabled': wanted, 'running': now['running'], 'pid': now['pid'], 'started': False,
               'stopped': stopped}
-    if wanted and not now['running']:
+    if p.get('rollback') is not None:  # a rollback leaves a kept blackout's watcher as it is
+        report['enabled'] = now['enabled']
+    elif wanted and not now['running']:
         report['started'] = True
         if not module.check_mode:
             try:

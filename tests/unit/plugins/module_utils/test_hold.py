@@ -284,6 +284,12 @@ def test_reused_pid_is_never_signalled(state_dir):
         proc.wait()
 
 
+class Named:
+    @staticmethod
+    def name():
+        return 'memcached'
+
+
 class FakeModule:
     def __init__(self, **params):
         self.params = dict({'service': 'memcached', 'state': 'present', 'hold': True, 'docker_host': None}, **params)
@@ -328,7 +334,7 @@ def test_restore_and_hold_false_stop_the_watcher(state_dir):
     path = _hold.pid_path('memcached', 'unix:///var/run/docker.sock')
     proc = holder(path)
     try:
-        assert _hold.before_run(FakeModule(state='absent'), 'memcached') is True
+        assert _hold.before_run(FakeModule(state='absent'), Named()) is True
         assert proc.wait(timeout=5) == -signal.SIGTERM
         res = _hold.after_run(FakeModule(state='absent'), result(rules={'ipv4': [], 'ipv6': []}), True)
         assert res['changed'] is True and res['hold']['stopped'] is True
@@ -342,7 +348,23 @@ def test_restore_and_hold_false_stop_the_watcher(state_dir):
     finally:
         proc.kill()
         proc.wait()
-    assert _hold.before_run(FakeModule(state='present'), 'memcached') is False
+    assert _hold.before_run(FakeModule(state='present'), Named()) is False
+
+
+def test_rollback_to_nothing_stops_the_watcher_a_kept_blackout_keeps_it(state_dir, monkeypatch):
+    path = _hold.pid_path('memcached', 'unix:///var/run/docker.sock')
+    proc = holder(path)
+    try:
+        kept = FakeModule(service=None, rollback={'name': 'memcached', 'rules': [{'spec': 'x'}], 'record': {}})
+        assert _hold.before_run(kept, Named()) is False and proc.poll() is None
+        res = _hold.after_run(kept, result())
+        assert res['changed'] is False and res['hold']['running'] is True and proc.poll() is None
+        gone = FakeModule(service=None, rollback={'name': 'memcached', 'rules': [], 'record': None})
+        assert _hold.before_run(gone, Named()) is True
+        assert proc.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_info_reports_the_hold(state_dir):
@@ -365,3 +387,19 @@ def test_daemon_signal_handling_defers_while_busy(tmp_path, monkeypatch):
     gone.on_signal(signal.SIGALRM, None)
     assert ended[-1] == 'the blackout is no longer recorded'
     signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def test_hold_manager_checks_the_record_under_the_lock_and_needs_a_running_container(monkeypatch):
+    from types import SimpleNamespace  # pylint: disable=import-outside-toplevel
+    from ansible_collections.netfence.docker.plugins.module_utils import _manager  # pylint: disable=import-outside-toplevel
+    manager = _hold.HoldManager.__new__(_hold.HoldManager)
+    manager.params = {'service': 'memcached', 'project': None, 'containers': None, 'labels': None}
+    monkeypatch.setattr(_manager.BlackoutManager, 'read', lambda self, name, need: SimpleNamespace(record=None))
+    with pytest.raises(_hold.Released):
+        manager.read('memcached', True)
+    monkeypatch.setattr(_manager.BlackoutManager, 'read', lambda self, name, need: SimpleNamespace(record={}))
+    assert manager.read('memcached', True).record == {}
+    monkeypatch.setattr(_manager.BlackoutManager, 'selected', lambda self, name: [])
+    monkeypatch.setattr(_hold.HoldManager, 'containers', lambda self: [])
+    with pytest.raises(_hold.NothingRunning):
+        manager.selected('memcached')
