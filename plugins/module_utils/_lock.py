@@ -71,7 +71,8 @@ class HostLock:
 
     def acquire(self) -> None:
         os.makedirs(os.path.dirname(self.path) or '.', mode=0o700, exist_ok=True)
-        handle = open(self.path, 'a+', encoding='utf-8')  # pylint: disable=consider-using-with
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        handle = os.fdopen(fd, 'a+', encoding='utf-8')
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -844,7 +844,9 @@ class BlackoutManager(_HostManager):
                     record.save()
         except OSError as exc:
             self.module.warn('could not write %s: %s' % (_hostcfg.state_path(), exc))
-        return cleaned, changed and target.mode == 'rollback'
+        # A blackout's own entry follows its rules; a restore or a rollback that only changes the
+        # record (its rules were flushed by someone else) did change the host's state.
+        return cleaned, changed and target.mode != 'present'
 
 
 class InfoManager(_HostManager):

@@ -247,3 +247,24 @@ def test_a_failure_after_the_read_carries_prior(fake_host, run_module, make_cont
     result = run_module(main, {'service': 'memcached', 'expires': '2020-01-01T00:00:00Z'})
     assert result['failed'] is True and 'in the past' in result['msg']
     assert result['prior']['name'] == 'memcached' and result['prior']['rules']
+
+
+def test_restore_of_a_blackout_whose_rules_were_flushed_clears_its_record(fake_host, run_module):
+    firewall, _engine = fake_host
+    original = firewall.snapshot()
+    run_module(main, {'service': 'memcached'})
+    for family in ('ipv4', 'ipv6'):
+        table = firewall.tables[family]
+        table['rules'] = [r for r in table['rules'] if 'netfence bo=' not in r[1]]
+    assert firewall.snapshot() == original
+    restore = run_module(main, {'service': 'memcached', 'state': 'absent'})
+    assert restore['outcome'] == 'restored' and restore['changed'] is True and restore['prior']['rules'] == []
+    again = run_module(main, {'service': 'memcached', 'state': 'absent'})
+    assert again['outcome'] == 'nothing_to_restore' and again['changed'] is False
+
+
+def test_the_host_lock_is_not_taken_through_a_symlink(tmp_path):
+    (tmp_path / 'elsewhere').write_text('')
+    (tmp_path / 'host.lock').symlink_to(tmp_path / 'elsewhere')
+    with pytest.raises(OSError):
+        _lock.HostLock(str(tmp_path / 'host.lock'), 0, 'a').acquire()
