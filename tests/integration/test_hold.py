@@ -180,7 +180,7 @@ def measure(host, client, name: str, port: int, what: str, action) -> float:
         assert first is not None, f'{what}: {path} path to {name} ({addr}) never refused'
         cuts[path] = (first - started, served)
     lag = pid_file_data(host).get('last', {}).get('lag_ms')
-    FIGURES.append('%s Docker %s: %s; watcher: %s ms from the event to the committed transaction' % (
+    FIGURES.append('%s Docker %s: %s; watcher: %s ms from the event to the end of its run' % (
         what, host.series, ', '.join('%s %s%.3f s' % (p, '' if s else '<= ', d) for p, (d, s) in cuts.items()),
         lag))
     print(FIGURES[-1])
