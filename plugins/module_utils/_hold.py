@@ -62,8 +62,8 @@ MAX_LINE = 1 << 16          # one event; longer lines are skipped, never buffere
 TICK = 30.0                 # seconds between checks that the blackout is still recorded
 BACKOFF_MIN, BACKOFF_MAX = 0.2, 10.0
 STOP_WAIT = 10.0            # seconds a stopping watcher gets before SIGKILL
-READY_WAIT = 10.0
-LOCK_WAIT = 8               # seconds a re-apply waits for the host lock (then: retried after a backoff)           # seconds the module waits for the new watcher to say it runs
+READY_WAIT = 10.0           # seconds the module waits for the new watcher to say it runs
+LOCK_WAIT = 8               # seconds a re-apply waits for the host lock (then: retried after a backoff)
 
 
 class HoldError(Exception):
