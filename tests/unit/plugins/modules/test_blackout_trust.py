@@ -283,7 +283,8 @@ def test_an_nft_table_failing_after_both_iptables_families_compensates_them_last
                                                                                        monkeypatch):
     """br_netfilter off: the bridge table comes after iptables v4 and v6; its nft -f fails."""
     from ansible.module_utils import basic  # pylint: disable=import-outside-toplevel
-    from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg  # pylint: disable=import-outside-toplevel
+    from ansible_collections.netfence.docker.plugins.module_utils import (  # pylint: disable=import-outside-toplevel
+        _hostcfg)
     firewall, _engine = fake_host
     real_run, real_bin = firewall.run, basic.AnsibleModule.get_bin_path
     order = []
