@@ -92,6 +92,7 @@ BLACKOUT_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     verify_addresses={'type': 'list', 'elements': 'str', 'default': []},
     lock_timeout={'type': 'int', 'default': 60},
     rollback={'type': 'dict'},
+    hold={'type': 'bool', 'default': False},  # the watcher: _hold.py
 )
 
 

@@ -167,6 +167,25 @@ options:
     type: str
     choices: [auto, iptables, nftables]
     default: auto
+  hold:
+    description:
+      - Keep the blackout on the service's new containers while it is in place. A watcher on the
+        host follows the Docker Engine's event stream (C(GET /events), over the same socket) and
+        re-applies the blackout (the same lookup, plan, diff and transaction as this module) when a
+        container of the blackout starts, restarts, is recreated, joins or leaves a network, or a
+        new replica appears, within a second and without any Ansible run.
+      - The watcher is a detached process started by this module (no systemd unit), one per
+        blackout and engine, with its pid file and lock in C(hold/) next to the state record
+        (C(/var/lib/netfence/hold/)). It logs to syslog (ident C(netfence-hold)), reconnects with
+        a backoff when the engine restarts, ends by itself at the O(expires) deadline and when the
+        blackout is no longer recorded, and is stopped by O(state=absent) before the rules are
+        removed, and by a run with O(hold=false).
+      - A run with O(hold=true) starts the watcher when none runs (also one that died) and then
+        reports V(changed); with one running it changes nothing. RV(hold) reports it.
+      - While no container of the blackout runs (between a crash and the restart) the watcher keeps
+        the rules as they are.
+    type: bool
+    default: false
   verify:
     description:
       - After the change, check from the host itself that every published TCP port of the
@@ -270,6 +289,13 @@ EXAMPLES = r'''
     direction: both
     allow_from:
       - 10.0.9.15/32
+  become: true
+
+- name: Black out memcached and keep it out when a replica restarts, is recreated or scales up
+  netfence.docker.blackout:
+    service: memcached
+    expires: 2h
+    hold: true
   become: true
 
 - name: Restore, and check that every published port answers again, also on the host's address
@@ -415,6 +441,27 @@ holder:
     C(blackout), C(started)).
   returned: when the host lock was not obtained
   type: dict
+hold:
+  description: The watcher that keeps the blackout on new containers (O(hold)).
+  returned: always
+  type: dict
+  contains:
+    enabled:
+      description: Whether a watcher is wanted (O(hold=true), O(state=present), rules in place, not expired).
+      type: bool
+    running:
+      description: Whether it runs after this run (would, in check mode).
+      type: bool
+    pid:
+      description: Its process id on the host, null when none runs.
+      type: int
+    started:
+      description: This run started it (none ran, or the previous one had died).
+      type: bool
+    stopped:
+      description: This run stopped it (O(state=absent), O(hold=false), a O(rollback) to no rules).
+      type: bool
+  sample: {enabled: true, running: true, pid: 41873, started: true, stopped: false}
 firewall:
   description: What the module found on the host and used.
   returned: always
@@ -462,6 +509,7 @@ firewall:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.netfence.docker.plugins.module_utils import _hold
 from ansible_collections.netfence.docker.plugins.module_utils._manager import (
     BLACKOUT_ARGUMENT_SPEC,
     BlackoutError,
@@ -479,7 +527,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     try:
-        result = BlackoutManager(module).run()
+        manager = BlackoutManager(module)
+        stopped = _hold.before_run(module, manager)  # a restore (or rollback to nothing) stops the watcher first
+        result = _hold.after_run(module, manager.run(), stopped)
     except BlackoutError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     module.exit_json(**result)

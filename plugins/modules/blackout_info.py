@@ -149,6 +149,13 @@ blackouts:
     backend:
       description: V(iptables) or V(nftables) (C(table inet netfence)), as recorded or seen.
       type: str
+    hold:
+      description:
+        - The watcher of M(netfence.docker.blackout) O(netfence.docker.blackout#module:hold=true).
+        - C(enabled), one was started and did not end by itself; C(running), it runs now (false
+          with C(enabled) means it died, the next blackout run restarts it); C(pid).
+      type: dict
+      sample: {enabled: true, running: true, pid: 41873}
 firewall:
   description:
     - What the module found on the host (iptables variant, families, forward chains), the engine's
@@ -171,6 +178,7 @@ docker:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.netfence.docker.plugins.module_utils import _hold
 from ansible_collections.netfence.docker.plugins.module_utils._manager import (
     INFO_ARGUMENT_SPEC,
     BlackoutError,
@@ -182,6 +190,8 @@ def main() -> None:
     module = AnsibleModule(argument_spec=INFO_ARGUMENT_SPEC, supports_check_mode=True)
     try:
         result = InfoManager(module).run()
+        for report in result['blackouts']:
+            report['hold'] = _hold.info(module.params, report['name'])
     except BlackoutError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     module.exit_json(changed=False, **result)
