@@ -40,7 +40,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     netfence_rules_in_save,
     restore_payload,
 )
-from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg, _nft, _verify
+from ansible_collections.netfence.docker.plugins.module_utils import _audit, _hostcfg, _nft, _panic, _verify
 from ansible_collections.netfence.docker.plugins.module_utils._nft import (
     Nft,
     NftError,
@@ -84,6 +84,9 @@ BLACKOUT_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     backend={'type': 'str', 'choices': ['auto', 'iptables', 'nftables'], 'default': 'auto'},
     verify={'type': 'bool', 'default': False},
     verify_addresses={'type': 'list', 'elements': 'str', 'default': []},
+    # who and why (_audit.py), and the panic button (_panic.py): issue #17
+    all={'type': 'bool'},
+    **_audit.AUDIT_ARGUMENT_SPEC,
 )
 
 
@@ -397,11 +400,35 @@ class BlackoutManager(_HostManager):
                                 % what, blackout=name)
         return running
 
+    def audit_given(self) -> dict[str, str | None]:
+        """The validated ``reason`` / ``requested_by`` of this run (None when not given)."""
+        try:
+            return _audit.from_params(self.params)
+        except _audit.AuditError as exc:
+            raise BlackoutError(str(exc)) from None
+
+    def recorded(self, name: str) -> dict[str, t.Any] | None:
+        """The state record's entry of blackout ``name`` (read only), None when not recorded."""
+        with self.state_record() as record:
+            entry = record.find(_hostcfg.netns_id())['blackouts'].get(name)
+        return entry if isinstance(entry, dict) else None
+
     def run(self) -> dict[str, t.Any]:
         p = self.params
+        given = self.audit_given()
+        if p.get('all'):  # the panic button: every netfence blackout of the host
+            try:
+                _panic.validate(p)
+            except _panic.PanicError as exc:
+                raise BlackoutError(str(exc)) from None
+            return _panic.lift_all(self, given)
+        if all(p.get(k) is None for k in ('service', 'containers', 'labels')):
+            raise BlackoutError('one of the following is required: service, containers, labels (or all: true '
+                                'with state: absent)')
         name = self.name()
         options, expires = self.options()
         present = p['state'] == 'present'
+        previous = self.recorded(name)
         containers: list[Container] = self.selected(name) if present else []
         backend, backend_why = _hostcfg.choose_backend(p['backend'], self.engine_backend() if present else None)
         detection, existing, fw_why = self.read_firewall_tolerant()
@@ -435,6 +462,9 @@ class BlackoutManager(_HostManager):
         to_add, to_remove = diff(existing, desired, name, self.now)
         nft_add, nft_remove = _nft.diff(nft_existing, nft_desired, name, self.now)
         changed = bool(to_add or to_remove or nft_add or nft_remove)
+        audit = _audit.merged(previous, given, _audit.expiry_changed(mine, deadline)) if (desired or nft_desired) \
+            else None
+        changed = changed or (audit is not None and _audit.changed(audit, previous))
         created: list[list[t.Any]] = []
         if changed and not self.module.check_mode:
             try:
@@ -455,7 +485,7 @@ class BlackoutManager(_HostManager):
         holding = {(_hostcfg.NFT_FAMILY[r.family], r.table, r.chain)
                    for r in [r for r in existing if r.identity not in gone] + list(to_add)}
         cleaned = [] if self.module.check_mode else self.record(
-            name, tuple(desired) + tuple(nft_desired), since, deadline, backend, created, detection, holding)
+            name, tuple(desired) + tuple(nft_desired), since, deadline, backend, created, detection, holding, audit)
         # Diff text: chain by chain (stable: each chain's rules in their order in the chain), so the
         # saved order (before) and the planned order (after) print alike when nothing changes.
         before = by_family(sorted((r for r in existing if r.tag.bo == name), key=lambda r: (r.table, r.chain)))
@@ -480,6 +510,9 @@ class BlackoutManager(_HostManager):
                 result['covered'] = _nft.describe(nft_desired, containers)
         result['firewall'].update(backend=backend, backend_reason=backend_why, bridge=self.bridge_decision,
                                   cleaned=cleaned)
+        result.update(_audit.run_result(name, audit is not None, audit or given, given, mine, deadline, to_add + list(nft_add),
+                                        [r for r in list(to_remove) + list(nft_remove) if r.tag and r.tag.bo == name],
+                                        previous, log=not self.module.check_mode))
         if p['verify']:
             result['verify'], checked = self.verify(name, options, containers if present else None,
                                                     list(existing) + nft_existing)
@@ -557,7 +590,8 @@ class BlackoutManager(_HostManager):
 
     def record(self, name: str, rules: tuple[t.Any, ...], since: dt.datetime | None, deadline: dt.datetime | None,
                backend: str, created: list[list[t.Any]], detection: t.Any,
-               holding: t.AbstractSet[tuple[str, str, str]] = frozenset()) -> list[str]:
+               holding: t.AbstractSet[tuple[str, str, str]] = frozenset(),
+               audit: dict[str, t.Any] | None = None) -> list[str]:
         """Update the state record (and delete emptied iptables-nft chains the module created).
 
         ``holding``: (nft family, table, chain) that hold a rule of ours after this run.
@@ -570,6 +604,7 @@ class BlackoutManager(_HostManager):
                 state['netns'] = _hostcfg.netns_id()
                 if rules:
                     state['blackouts'][name] = _hostcfg.record_entry(rules, iso(since), iso(deadline), backend)
+                    state['blackouts'][name].update(audit or {})
                 else:
                     state['blackouts'].pop(name, None)
                 state['created'] += [c for c in created if c not in state['created']]
@@ -634,6 +669,7 @@ class InfoManager(_HostManager):
         report['backend'] = (entry or {}).get('backend') or (
             'nftables' if any(getattr(r, 'nfamily', None) == 'inet' for r in rules) else 'iptables')
         report['recorded'] = entry is not None
+        report.update({f: (entry or {}).get(f) for f in _audit.FIELDS})
         report['missing_rules'] = 0
         if entry is None or report['state'] == 'expired':
             return report
