@@ -55,6 +55,11 @@ def host_lines(host: str, res: t.Mapping[str, t.Any], state: str, check_mode: bo
         _count(res.get('added')), removed, ', expires %s' % res['expires'] if res.get('expires') else '',
         verify.get('summary') if isinstance(verify, t.Mapping) else 'skipped', ' [check mode]' if check_mode else '')
     out = [line]
+    lifted = res.get('lifted')
+    if isinstance(lifted, t.Mapping):  # restore.yml -e all=true: what the panic button removed
+        out.append('  lifted: ' + (', '.join('%s (%d rules%s)' % (name, (v or {}).get('rules') or 0,
+                                                                  '' if (v or {}).get('rules') else ', record only')
+                                             for name, v in sorted(lifted.items())) or 'nothing'))
     if state == 'present':
         addresses = ['%s %s (%s)' % (c.get('name'), addr, net)
                      for c in res.get('containers') or ()
@@ -161,8 +166,14 @@ def _blackout_failure(report: dict[str, t.Any], hosts: t.Sequence[str], hostvars
     return text
 
 
-def fleet_restore(hosts: t.Sequence[str], hostvars: t.Any, service: str, check_mode: bool = False) -> dict[str, t.Any]:
-    """The outcome of restore.yml across ``hosts``: ``complete``, ``lines`` and ``message``."""
+def fleet_restore(hosts: t.Sequence[str], hostvars: t.Any, service: str, check_mode: bool = False,
+                  all_blackouts: bool = False) -> dict[str, t.Any]:
+    """The outcome of restore.yml across ``hosts``: ``complete``, ``lines`` and ``message``.
+
+    ``all_blackouts``: restore.yml -e all=true (the panic button), every blackout whatever its name.
+    """
+    if all_blackouts:
+        service = 'every netfence blackout'
     failed: dict[str, str] = {}
     unreachable: dict[str, str] = {}
     restored: list[str] = []
@@ -181,7 +192,8 @@ def fleet_restore(hosts: t.Sequence[str], hostvars: t.Any, service: str, check_m
             (restored if _count(res.get('removed')) else nothing_to_do).append(host)
             details += host_lines(host, res, 'absent', check_mode)
     complete = not (failed or unreachable)
-    lines = ['Blackout of %s lifted on every host (%d).' % (service, len(hosts)) if complete
+    lines = [('Every netfence blackout lifted on every host (%d).' % len(hosts) if all_blackouts else
+              'Blackout of %s lifted on every host (%d).' % (service, len(hosts))) if complete
              else 'Restore of %s FAILED on some hosts.' % service,
              'restored: ' + (', '.join(restored) or 'none')] + details
     if nothing_to_do:
