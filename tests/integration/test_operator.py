@@ -148,23 +148,30 @@ def test_renewal_never_lets_a_connection_through(hosts):
     ok, got = answers(hosts, 'refused')
     assert ok, got
     before = {h: r['expires'] for h, r in first.results('netfence.docker.blackout : Set the blackout of the service to present').items()}
-    clients = Clients(hosts, limit=400, pause=0.05)
+    # Bounded (at most 2000 attempts, 20 a second), and running from before the renewal starts until
+    # after it ended: the loop must not have stopped early.
+    clients = Clients(hosts, limit=2000, pause=0.05)
     clients.start()
     time.sleep(0.5)
+    started = time.time()
     renewal = playbook('blackout', '-e', f'service={SERVICE}', '-e', 'duration=2h', '-e', 'reason=overrun')
+    ended = time.time()
     time.sleep(0.5)
     seen = clients.finish()
     assert renewal.rc == 0, renewal
-    during = [(t, h, o) for t, h, o in seen]
-    through = [s for s in during if s[2] != 'refused']
-    print(f'renewal: {len(during)} connection attempts over {renewal.elapsed:.1f} s, {len(through)} not refused')
+    assert seen[0][0] < started and seen[-1][0] > ended, 'the client loop did not cover the renewal run'
+    during = [(t, h, o) for t, h, o in seen if started <= t <= ended]
+    through = [s for s in seen if s[2] != 'refused']
+    print(f'renewal: {len(during)} connection attempts during the {renewal.elapsed:.1f} s renewal run '
+          f'({len(seen)} in all), {len(through)} not refused')
     assert len(during) >= 100, len(during)
     assert through == [], through[:10]
-    results = renewal.results('netfence.docker.blackout : Set the blackout of the service to present')
+    task = 'netfence.docker.blackout : Set the blackout of the service to present'
+    results = renewal.results(task)
     for h in hosts:
         res = results[h.name]
-        assert res['audit']['event'] == 'renewal' and res['since'] == first.results(
-            'Set the blackout of the service to present')[h.name]['since'], res['audit']
+        assert res['audit']['event'] == 'renewal', res['audit']
+        assert res['since'] == first.results(task)[h.name]['since'], res
         assert res['expires'] != before[h.name]
     st = status_of(playbook('status', '-e', f'service={SERVICE}'))
     for h in hosts:
