@@ -225,7 +225,10 @@ DRAIN_TASKS = """\
   changed_when: false
 
 - name: Run the migration
-  ansible.builtin.command: "{{{{ 'false' if inventory_hostname in {fail_on} else 'true' }}}}"
+  ansible.builtin.command:
+    argv: ["{{{{ 'false' if inventory_hostname in fail_on else 'true' }}}}"]
+  vars:
+    fail_on: {fail_on}
   changed_when: false
 
 - name: Record the end of the deploy
@@ -290,7 +293,7 @@ def test_drain_failing_batch_stays_blacked_out_and_stops(hosts, tmp_path):
     messages = run.failure_messages()
     assert any(m.startswith(f'Drain of {SERVICE} stopped at batch {h1.name}: {h1.name} failed in the tasks step, '
                             "task 'Run the migration'") and f'Not attempted: {h2.name}.' in m
-               and 'left blacked out (lifts itself at ' in m for m in messages), messages
+               and 'Left blacked out (lifts itself at ' in m for m in messages), messages
     assert sorted(windows(log)) == [h1.name], windows(log)  # h2's tasks never ran
     assert connect(h1.addr) == 'refused' and connect(h2.addr) == 'ok'
     assert netfence_rule_count(h1) > 0 and netfence_rule_count(h2) == 0
