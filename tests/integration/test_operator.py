@@ -303,3 +303,37 @@ def test_drain_failing_batch_stays_blacked_out_and_stops(hosts, tmp_path):
     restore = playbook('restore', '-e', f'service={SERVICE}', limit=h1.name)
     assert restore.rc == 0, restore
     assert connect(h1.addr) == 'ok'
+
+
+# --- the host's log ----------------------------------------------------------------------------
+
+SYSLOG_PROBE = """\
+import socket, sys
+sys.path.insert(0, {path!r})
+from ansible_collections.netfence.docker.plugins.module_utils import _audit
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sock.bind('/dev/log')
+sock.settimeout(5)
+_audit.log_line('renewal', 'memcached', {{'requested_by': 'alice', 'reason': 'over "run"',
+                                         'expires': '2026-12-02T14:00:00Z'}})
+print(sock.recv(4096).decode())
+"""
+
+
+def test_audit_line_reaches_the_syslog_socket(tmp_path):
+    """The stdlib syslog call writes to /dev/log with ident netfence, facility user, notice (<13>).
+
+    In a private mount namespace with a tmpfs on /dev (this machine has no syslog daemon; nothing
+    outside the namespace sees the socket)."""
+    coll = tmp_path / 'ansible_collections' / 'netfence'
+    coll.mkdir(parents=True)
+    (coll / 'docker').symlink_to(ROOT)
+    script = tmp_path / 'probe.py'
+    script.write_text(SYSLOG_PROBE.format(path=str(tmp_path)), encoding='utf-8')
+    res = subprocess.run(['unshare', '--mount', '--propagation', 'private', 'sh', '-c',
+                          f'mount -t tmpfs none /dev && exec {sys.executable} {script}'],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    line = res.stdout.strip()
+    assert line.startswith('<13>') and ' netfence[' in line, line
+    assert line.endswith('renewal memcached by=alice reason="over \\"run\\"" expires=2026-12-02T14:00:00Z'), line
