@@ -483,11 +483,72 @@ class Firewall:
             raise FirewallError('%s -t filter failed (rc=%s): %s' % (save, rc, err.strip() or out.strip()))
         return out
 
-    def apply(self, family: str, payload: str) -> None:
-        """Feed ``payload`` to ``<variant>-restore --noflush -w``."""
+    def apply(self, family: str, payload: str, wait: int | None = None) -> None:
+        """Feed ``payload`` to ``<variant>-restore --noflush -w`` (``-w N`` when ``wait`` is given)."""
+        self.restore(self._commands(family)[1], payload, wait)
+
+    def restore(self, restore: str, payload: str, wait: int | None = None) -> None:
+        """``restore --noflush -w [N]`` of ``payload`` (nothing when it is empty)."""
         if not payload:
             return
-        restore = self._commands(family)[1]
-        rc, out, err = self.run([restore, '--noflush', '-w'], payload)
+        flags = ['--noflush', '-w'] + ([str(int(wait))] if wait is not None else [])
+        rc, out, err = self.run([restore] + flags, payload)
         if rc != 0:
-            raise FirewallError('%s --noflush -w failed (rc=%s): %s' % (restore, rc, err.strip() or out.strip()))
+            raise FirewallError('%s %s failed (rc=%s): %s' % (restore, ' '.join(flags), rc, err.strip() or out.strip()))
+
+    def variant_commands(self, variant: str, family: str) -> tuple[str, str] | None:
+        """(save, restore) of ``variant`` for ``family``, None when this host has not both."""
+        det = self.detection
+        if det is not None and det.variant == variant and family in det.commands:
+            return det.commands[family]
+        prog = 'iptables' if family == 'ipv4' else 'ip6tables'
+        explicit = [self.binaries.get('%s-%s-%s' % (prog, variant, a)) for a in ('save', 'restore')]
+        if all(explicit):
+            return t.cast(t.Tuple[str, str], tuple(explicit))
+        if self._default_variant(prog) != variant:
+            return None
+        plain = [self.binaries.get('%s-%s' % (prog, a)) for a in ('save', 'restore')]
+        return t.cast(t.Tuple[str, str], tuple(plain)) if all(plain) else None
+
+    def read_all(self) -> tuple[dict[tuple[str, str], str], list[str]]:
+        """({(variant, family): filter table as saved}, notes) for every variant and family here.
+
+        The detected variant is read as ever (save() after detect()); the other variants without
+        ``-t`` (that would instantiate a legacy table), legacy only when /proc lists a table.
+        """
+        found: dict[tuple[str, str], str] = {}
+        notes: list[str] = []
+        det = self.detection
+        for family, prog in (('ipv4', 'iptables'), ('ipv6', 'ip6tables')):
+            for variant in VARIANTS:
+                if det is not None and det.variant == variant and family in det.commands:
+                    found[(variant, family)] = self.save(family)
+                    continue
+                commands = self.variant_commands(variant, family)
+                if commands is None or (variant == 'legacy' and self.read_proc(PROC_TABLES[prog]) == []):
+                    continue
+                rc, out, err = self.run([commands[0]], None)
+                if rc != 0:
+                    notes.append('%s failed (rc=%s): %s' % (commands[0], rc, err.strip()))
+                    continue
+                found[(variant, family)] = filter_section(out)
+        return found, notes
+
+
+def compensation_payload(before: str, added: t.Sequence[AnyRule], removed: t.Sequence[ExistingRule]) -> str:
+    """iptables-restore --noflush input undoing a restore_payload(added, removed) applied to the
+    filter table saved as ``before``: delete what was added, re-insert what was removed at its
+    saved position (ascending, so every earlier rule is back in place when a rule goes in)."""
+    lines = ['-D %s %s' % (r.chain, r.spec) for r in added]
+    saved = parse_save(before).get('filter', {'rules': []})['rules'] if removed else []
+    taken: set[int] = set()
+    placed: list[tuple[int, str, str]] = []
+    for rule in removed:
+        index = next((i for i, item in enumerate(saved) if item == (rule.chain, rule.spec) and i not in taken), None)
+        if index is None:
+            raise FirewallError('cannot find the removed rule in the saved table: -A %s %s' % (rule.chain, rule.spec))
+        taken.add(index)
+        position = sum(1 for chain, _spec in saved[:index] if chain == rule.chain) + 1
+        placed.append((index, rule.chain, '-I %s %d %s' % (rule.chain, position, rule.spec)))
+    lines += [line for _i, _chain, line in sorted(placed)]
+    return '*filter\n%sCOMMIT\n' % ''.join(line + '\n' for line in lines) if lines else ''

@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import ipaddress
+import math
 import os
 import re
 import shlex
@@ -35,12 +37,13 @@ from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     BINARY_NAMES,
     ExistingRule,
     Firewall,
+    _datestop,
     FirewallError,
-    diff,
     netfence_rules_in_save,
-    restore_payload,
+    tag_of,
 )
-from ansible_collections.netfence.docker.plugins.module_utils import _audit, _hostcfg, _nft, _panic, _verify
+from ansible_collections.netfence.docker.plugins.module_utils import (
+    _audit, _backends, _hostcfg, _lock, _nft, _panic, _verify)
 from ansible_collections.netfence.docker.plugins.module_utils._nft import (
     Nft,
     NftError,
@@ -53,8 +56,8 @@ from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     LOOPBACK,
     Options,
     PlanError,
-    Rule,
     blackout_name,
+    parse_tag,
     container_addresses,
     describe,
     host_address_cidrs,
@@ -84,6 +87,8 @@ BLACKOUT_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     backend={'type': 'str', 'choices': ['auto', 'iptables', 'nftables'], 'default': 'auto'},
     verify={'type': 'bool', 'default': False},
     verify_addresses={'type': 'list', 'elements': 'str', 'default': []},
+    lock_timeout={'type': 'int', 'default': 60},
+    rollback={'type': 'dict'},
     # who and why (_audit.py), and the panic button (_panic.py): issue #17
     all={'type': 'bool'},
     **_audit.AUDIT_ARGUMENT_SPEC,
@@ -184,6 +189,89 @@ def rule_address(rule: t.Any) -> str | None:
     return None
 
 
+@dataclasses.dataclass
+class Target:
+    """What a run is to make of blackout ``name``: mode present / absent / rollback, and the rules."""
+
+    name: str
+    mode: str
+    options: t.Any
+    expires: t.Any
+    containers: list[Container]
+    backend: str
+    backend_why: str
+    desired: dict[tuple[str, str], list[t.Any]] = dataclasses.field(default_factory=dict)
+    nft_desired: tuple[t.Any, ...] = ()
+    record: dict[str, t.Any] | None = None
+    since: dt.datetime | None = None
+    deadline: dt.datetime | None = None
+    audit: dict[str, t.Any] | None = None  # reason / requested_by to record (_audit.py)
+
+
+@dataclasses.dataclass
+class HostView:
+    """The host as read under the lock: per (variant, family) the saved filter table and its netfence
+    rules, every rule of our nft tables, the state record's entry of the blackout."""
+
+    detection: t.Any
+    why: str | None
+    tables: dict[tuple[str, str], tuple[str, list[ExistingRule]]]
+    nft: list[t.Any]
+    notes: list[str]
+    record: dict[str, t.Any] | None
+
+    @property
+    def existing(self) -> list[ExistingRule]:
+        return [r for key in sorted(self.tables, key=lambda k: (k[1], k[0])) for r in self.tables[key][1]]
+
+
+_CHAIN_NAME_RE = re.compile(r'[A-Za-z0-9_.-]{1,28}')
+
+
+def _nft_tag_name(text: str) -> str | None:
+    """The blackout named by the netfence comment ending an nft rule text, or None."""
+    m = re.search(r' comment "(netfence bo=[^"\\]*)"$', text)
+    tag = parse_tag(m.group(1)) if m else None
+    return tag.bo if tag is not None else None
+
+
+def snapshot_rule(name: str, item: t.Any) -> ExistingRule:
+    """An iptables rule of a ``prior`` snapshot, validated (ValueError otherwise): a netfence rule of
+    blackout ``name`` in filter, with a single-address destination (source for outbound paths)."""
+    if not isinstance(item, dict) or item.get('family') not in FAMILIES or item.get('variant') not in ('nft', 'legacy'):
+        raise ValueError('iptables rule needs family ipv4/ipv6 and variant nft/legacy: %r' % (item,))
+    chain, spec = item.get('chain'), item.get('spec')
+    if item.get('table', 'filter') != 'filter' or not isinstance(chain, str) or not _CHAIN_NAME_RE.fullmatch(chain) \
+            or not isinstance(spec, str) or '\n' in spec or '\r' in spec:
+        raise ValueError('iptables rule needs table filter, a chain and a one-line spec: %r' % (item,))
+    tag = tag_of(spec)
+    if tag is None or tag.bo != name:
+        raise ValueError('not a netfence rule of blackout %s: -A %s %s' % (name, chain, spec))
+    rule = ExistingRule(family=item['family'], table='filter', chain=chain, spec=spec, tag=tag, datestop=None)
+    address = rule_address(rule)
+    if address is None or not valid_address(address.split('/')[0]) or \
+            address.split('/')[1:] not in ([], ['32'], ['128']):
+        raise ValueError('rule without a single-address %s: -A %s %s' % (
+            'source' if tag.path in ('outbound', 'reply') else 'destination', chain, spec))
+    return ExistingRule(family=rule.family, table='filter', chain=chain, spec=spec, tag=tag,
+                        datestop=_datestop(shlex.split(spec)) if '--datestop' in spec else None)
+
+
+def snapshot_rules(name: str, items: list[t.Any]) -> tuple[dict[tuple[str, str], list[ExistingRule]], list[t.Any]]:
+    """({(variant, family): iptables rules}, nft rules) of a ``prior`` snapshot's rules, validated."""
+    desired: dict[tuple[str, str], list[ExistingRule]] = {}
+    nft_rules: list[t.Any] = []
+    for item in items:
+        if isinstance(item, dict) and item.get('backend') == 'nft':
+            nft_rules.append(_nft.snapshot_rule(str(item.get('nfamily')), str(item.get('chain')),
+                                                str(item.get('text')), name))
+        elif isinstance(item, dict) and item.get('backend') == 'iptables':
+            desired.setdefault((item.get('variant'), item.get('family')), []).append(snapshot_rule(name, item))
+        else:
+            raise ValueError('rule with no backend iptables or nft: %r' % (item,))
+    return desired, nft_rules
+
+
 def all_held(created: list[list[t.Any]], holding: t.AbstractSet[tuple[str, str, str]]) -> bool:
     """True when every recorded chain ([nfam, table, chain]) holds a rule of ours, and every
     recorded table ([nfam, table, None]) a chain that does: none of them can be empty."""
@@ -207,7 +295,7 @@ class _HostManager:
 
     def _run_utc(self, argv: list[str], data: str | None) -> tuple[int, str, str]:
         """nft with TZ=UTC: ``meta time`` values are written and listed in UTC."""
-        rc, out, err = self.module.run_command(argv, data=data, binary_data=True,
+        rc, out, err = self.module.run_command(self.bounded(argv), data=data, binary_data=True,
                                                environ_update={'LANG': 'C', 'LC_ALL': 'C', 'TZ': 'UTC'})
         return rc, out, err
 
@@ -242,9 +330,20 @@ class _HostManager:
             return None
 
     def _run(self, argv: list[str], data: str | None) -> tuple[int, str, str]:
-        rc, out, err = self.module.run_command(argv, data=data, binary_data=True,
+        rc, out, err = self.module.run_command(self.bounded(argv), data=data, binary_data=True,
                                                environ_update={'LANG': 'C', 'LC_ALL': 'C'})
         return rc, out, err
+
+    def bounded(self, argv: list[str]) -> list[str]:
+        """``argv`` under coreutils ``timeout`` (when the target has it): no command waits forever
+        (run_command has no timeout). The bound: what is left of the lock budget, plus 30 s."""
+        if not hasattr(self, '_timeout_bin'):
+            self._timeout_bin = self.module.get_bin_path('timeout', required=False, opt_dirs=['/usr/bin', '/bin'])
+        if not self._timeout_bin:
+            return argv
+        lock = getattr(self, 'lock', None)
+        budget = int(math.ceil(lock.remaining())) if lock is not None else int(self.params.get('lock_timeout') or 60)
+        return [self._timeout_bin, '-k', '5', str(budget + 30)] + list(argv)
 
     def _binaries(self) -> dict[str, str | None]:
         found = {}
@@ -400,6 +499,33 @@ class BlackoutManager(_HostManager):
                                 % what, blackout=name)
         return running
 
+    def run(self) -> dict[str, t.Any]:
+        """validate → lock → read → plan → changes → (check mode stops) apply all or nothing → record."""
+        given = self.audit_given()
+        if self.params.get('all'):  # the panic button: every netfence blackout of the host
+            return self.lift_all(given)
+        target = self.target()
+        with self.host_lock(target.name):
+            view = self.read(target.name, target.mode == 'present' and target.backend == 'iptables')
+            prior = self.prior(target.name, view)
+            try:
+                self.plan_target(target, view)
+                changes = self.changes(target, view)
+                target.audit = self.audit_fields(target, view, changes, given)
+                cleaned: list[str] = []
+                record_changed = False
+                if not self.module.check_mode:
+                    self.apply_all(target.name, changes, prior)
+                    cleaned, record_changed = self.record(target, view, changes)
+            except BlackoutError as exc:  # every failure once the firewall was read carries prior
+                exc.details.setdefault('prior', prior)
+                raise
+        result = self.result(target, view, changes, prior, cleaned, record_changed)
+        self.audit_result(target, view, changes, given, result)
+        return self.finish(target, view, result)
+
+    # -- who and why (_audit.py), the panic button (_panic.py): issue #17 ------------------------
+
     def audit_given(self) -> dict[str, str | None]:
         """The validated ``reason`` / ``requested_by`` of this run (None when not given)."""
         try:
@@ -407,120 +533,278 @@ class BlackoutManager(_HostManager):
         except _audit.AuditError as exc:
             raise BlackoutError(str(exc)) from None
 
-    def recorded(self, name: str) -> dict[str, t.Any] | None:
-        """The state record's entry of blackout ``name`` (read only), None when not recorded."""
-        with self.state_record() as record:
-            entry = record.find(_hostcfg.netns_id())['blackouts'].get(name)
-        return entry if isinstance(entry, dict) else None
+    def lift_all(self, given: dict[str, str | None]) -> dict[str, t.Any]:
+        """``all: true``: every netfence blackout of the host, under the host lock; then the port check."""
+        try:
+            _panic.validate(self.params)
+        except _panic.PanicError as exc:
+            raise BlackoutError(str(exc)) from None
+        with self.host_lock('all'):
+            result, removed = _panic.lift_all(self, given)
+        return _panic.finish(self, result, removed)
 
-    def run(self) -> dict[str, t.Any]:
+    def _mine(self, name: str, view: HostView) -> list[t.Any]:
+        return [r for r in view.existing + [r for r in view.nft if r.tag is not None]
+                if r.tag.bo == name and not r.expired(self.now)]
+
+    def audit_fields(self, target: Target, view: HostView, changes: list[_backends.Change],
+                     given: dict[str, str | None]) -> dict[str, t.Any] | None:
+        """The reason / requested_by to record with a blackout that keeps rules; None otherwise."""
+        if target.mode != 'present' or not any(c.planned for c in changes):
+            return None
+        return _audit.merged(view.record, given, _audit.expiry_changed(self._mine(target.name, view), target.deadline))
+
+    def audit_result(self, target: Target, view: HostView, changes: list[_backends.Change],
+                     given: dict[str, str | None], result: dict[str, t.Any]) -> None:
+        """reason, requested_by and audit (event, the line logged) into ``result``; a new reason or
+        requester alone is a change (a renewal: only the state record changes)."""
+        name = target.name
+        if target.mode == 'rollback':
+            fields = {f: (target.record or {}).get(f) for f in _audit.FIELDS}
+            line = _audit.log_line('rollback', name, dict(fields, requested_by=given.get('requested_by')))  \
+                if result['changed'] and not self.module.check_mode else None
+            result.update(fields, audit={'event': 'rollback' if result['changed'] else None, 'logged': line})
+            return
+        added = [r for c in changes for r in c.to_add]
+        removed = [r for c in changes for r in c.to_remove if r.tag is not None and r.tag.bo == name]
+        result.update(_audit.run_result(name, target.audit is not None, target.audit or given, given,
+                                        self._mine(name, view), target.deadline, added, removed, view.record,
+                                        log=not self.module.check_mode))
+        if target.audit is not None and _audit.changed(target.audit, view.record) and not result['changed']:
+            result['changed'] = True
+            result['outcome'] = 'applied'
+
+    def target(self) -> Target:
+        """The validated inputs: what this run is to make of which blackout."""
         p = self.params
-        given = self.audit_given()
-        if p.get('all'):  # the panic button: every netfence blackout of the host
-            try:
-                _panic.validate(p)
-            except _panic.PanicError as exc:
-                raise BlackoutError(str(exc)) from None
-            return _panic.lift_all(self, given)
+        if p.get('rollback') is not None:
+            return self.rollback_target()
         if all(p.get(k) is None for k in ('service', 'containers', 'labels')):
-            raise BlackoutError('one of the following is required: service, containers, labels (or all: true '
-                                'with state: absent)')
+            raise BlackoutError('one of the following is required: service, containers, labels, rollback (or all: '
+                                'true with state: absent)')
         name = self.name()
         options, expires = self.options()
-        present = p['state'] == 'present'
-        previous = self.recorded(name)
-        containers: list[Container] = self.selected(name) if present else []
-        backend, backend_why = _hostcfg.choose_backend(p['backend'], self.engine_backend() if present else None)
-        detection, existing, fw_why = self.read_firewall_tolerant()
-        if detection is None and present and backend == 'iptables':
-            raise BlackoutError(t.cast(str, fw_why), blackout=name)
-        nft_existing = [r for r in self.read_nft() if r.tag is not None]
-        mine = [r for r in list(existing) + nft_existing if r.tag.bo == name and not r.expired(self.now)]
-        nft_desired: tuple[t.Any, ...] = ()
-        self.bridge_decision: dict[str, t.Any] = {}
-        desired: tuple[Rule, ...] = ()
-        since = deadline = None
-        if containers:
-            since = min(r.tag.since for r in mine) if mine else self.now
-            if isinstance(expires, dt.timedelta):
-                deadline = utc(since + expires)
-                if deadline <= self.now:  # the running blackout is older than asked: start afresh
-                    since, deadline = self.now, utc(self.now + expires)
-            elif isinstance(expires, dt.datetime):
-                deadline = expires
-                if deadline <= self.now:
-                    raise BlackoutError('expires %s is in the past (now %s)' % (iso(deadline), iso(self.now)),
-                                        blackout=name)
+        mode = p['state']
+        containers: list[Container] = self.selected(name) if mode == 'present' else []
+        backend, why = _hostcfg.choose_backend(p['backend'], self.engine_backend() if mode == 'present' else None)
+        return Target(name=name, mode=mode, options=options, expires=expires, containers=containers,
+                      backend=backend, backend_why=why)
+
+    def rollback_target(self) -> Target:
+        """A ``rollback`` snapshot, every rule validated before anything is read or written."""
+        snap = self.params['rollback']
+        name = snap.get('name')
+        rules, record = snap.get('rules'), snap.get('record')
+        try:
+            validate_name(name if isinstance(name, str) else '', 'rollback.name')
+            if not isinstance(rules, list) or not (record is None or isinstance(record, dict)):
+                raise ValueError('rollback needs rules (a list) and record (a dict or null), as in a prior result')
+            desired, nft_desired = snapshot_rules(name, rules)
+        except (ValueError, PlanError) as exc:
+            raise BlackoutError('rollback: %s' % exc) from None
+        backend = (record or {}).get('backend') or ('nftables' if any(r.nfamily == 'inet' for r in nft_desired)
+                                                    else 'iptables')
+        return Target(name=name, mode='rollback', options=None, expires=None, containers=[], backend=backend,
+                      backend_why='rollback', desired=desired, nft_desired=tuple(nft_desired), record=record)
+
+    def host_lock(self, name: str) -> _lock.HostLock:
+        """The host lock (bounded wait: lock_timeout); a LockTimeout becomes a BlackoutError."""
+        lock = _lock.HostLock(_lock.lock_path(_hostcfg.state_path()), self.params.get('lock_timeout') or 0, name)
+        self.lock = lock
+        try:
+            lock.acquire()
+        except _lock.LockTimeout as exc:
+            raise BlackoutError(str(exc), blackout=name, holder=exc.holder, changed=False) from None
+        except OSError as exc:
+            raise BlackoutError('cannot take the host lock %s: %s' % (lock.path, exc), blackout=name) from None
+        return lock
+
+    def read(self, name: str, need_docker_user: bool) -> HostView:
+        """Every netfence rule on the host: each iptables variant and family there is, our nft tables,
+        the state record's entry of ``name``."""
+        try:
             try:
-                planned = dataclasses.replace(options, expires=deadline)
-                nft_desired = self.plan_nft(name, containers, planned, since, backend)
-                if backend == 'iptables':
-                    host_addrs = self.host_addresses() if any(host_network(c) for c in containers) else None
-                    desired = plan(name, containers, planned, since, detection.chains, host_addrs)
-            except PlanError as exc:
+                detection, why = self.firewall.detect(), None
+            except FirewallError as exc:
+                if need_docker_user or 'DOCKER-USER chain not found' not in str(exc):
+                    raise
+                detection, why = None, str(exc)
+            saved, notes = self.firewall.read_all()
+        except FirewallError as exc:
+            raise BlackoutError(str(exc), blackout=name) from None
+        tables = {key: (text, netfence_rules_in_save(text, key[1])) for key, text in saved.items()}
+        with self.state_record() as record:
+            entry = record.find(_hostcfg.netns_id())['blackouts'].get(name)
+        return HostView(detection=detection, why=why, tables=tables, nft=self.read_nft(), notes=notes,
+                        record=copy.deepcopy(entry))
+
+    def prior(self, name: str, view: HostView) -> dict[str, t.Any]:
+        """Blackout ``name`` on this host before this run: its rules in chain order, its record entry."""
+        rules: list[dict[str, t.Any]] = []
+        for (variant, family), (_text, found) in sorted(view.tables.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            rules += [{'backend': 'iptables', 'family': family, 'variant': variant, 'table': r.table,
+                       'chain': r.chain, 'spec': r.spec} for r in found if r.tag.bo == name]
+        for nfamily in ('inet', 'bridge'):
+            if not any(r.nfamily == nfamily and r.tag is not None and r.tag.bo == name for r in view.nft):
+                continue
+            try:
+                listed = _nft.parse_listing(self.nft.list_text(nfamily))
+            except NftError as exc:
                 raise BlackoutError(str(exc), blackout=name) from None
-        to_add, to_remove = diff(existing, desired, name, self.now)
-        nft_add, nft_remove = _nft.diff(nft_existing, nft_desired, name, self.now)
-        changed = bool(to_add or to_remove or nft_add or nft_remove)
-        audit = _audit.merged(previous, given, _audit.expiry_changed(mine, deadline)) if (desired or nft_desired) \
-            else None
-        changed = changed or (audit is not None and _audit.changed(audit, previous))
-        created: list[list[t.Any]] = []
-        if changed and not self.module.check_mode:
+            rules += [{'backend': 'nft', 'nfamily': nfamily, 'chain': chain, 'text': text}
+                      for chain, text in listed if _nft_tag_name(text) == name]
+        return {'name': name, 'rules': rules, 'record': copy.deepcopy(view.record)}
+
+    def plan_target(self, target: Target, view: HostView) -> None:
+        """The rules blackout ``target.name`` is to have (a rollback's are given already)."""
+        if target.mode != 'present' or not target.containers:
+            return
+        mine = [r for r in view.existing + [r for r in view.nft if r.tag is not None]
+                if r.tag.bo == target.name and not r.expired(self.now)]
+        since = min(r.tag.since for r in mine) if mine else self.now
+        deadline = None
+        if isinstance(target.expires, dt.timedelta):
+            deadline = utc(since + target.expires)
+            if deadline <= self.now:  # the running blackout is older than asked: start afresh
+                since, deadline = self.now, utc(self.now + target.expires)
+        elif isinstance(target.expires, dt.datetime):
+            deadline = target.expires
+            if deadline <= self.now:
+                raise BlackoutError('expires %s is in the past (now %s)' % (iso(deadline), iso(self.now)),
+                                    blackout=target.name)
+        target.since, target.deadline = since, deadline
+        try:
+            planned = dataclasses.replace(target.options, expires=deadline)
+            target.nft_desired = self.plan_nft(target.name, target.containers, planned, since, target.backend)
+            if target.backend == 'iptables':
+                containers = target.containers
+                host_addrs = self.host_addresses() if any(host_network(c) for c in containers) else None
+                rules = plan(target.name, containers, planned, since, view.detection.chains, host_addrs)
+                target.desired = {(view.detection.variant, f): [r for r in rules if r.family == f]
+                                  for f in FAMILIES if any(r.family == f for r in rules)}
+        except PlanError as exc:
+            raise BlackoutError(str(exc), blackout=target.name) from None
+
+    def changes(self, target: Target, view: HostView) -> list[_backends.Change]:
+        """One Change per backend: every iptables variant/family read or wanted, then our nft tables."""
+        for variant, family in target.desired:
+            if (variant, family) not in view.tables and self.firewall.variant_commands(variant, family) is None:
+                raise BlackoutError('rollback: iptables-%s for %s is not on this host' % (variant, family),
+                                    blackout=target.name)
+        hooks = {'wait': self.wait_seconds, 'created': self.created_chains, 'cleanup': self.cleanup_chains}
+        return (_backends.iptables_changes(self.firewall, view.tables, target.desired, target.name, self.now, **hooks)
+                + _backends.nft_changes(self.nft, view.nft, target.nft_desired, target.name, self.now))
+
+    def wait_seconds(self) -> int:
+        """``iptables-restore -w N``: what is left of the lock budget (lock_timeout)."""
+        lock = getattr(self, 'lock', None)
+        return int(math.ceil(lock.remaining())) if lock is not None else 60
+
+    def created_chains(self, to_add: t.Sequence[t.Any]) -> list[list[t.Any]]:
+        """iptables-nft base chains/tables the rules about to be inserted will create."""
+        if not self.nft.available:
+            return []
+        return _hostcfg.missing_base_chains(self._run_utc, t.cast(str, self.nft.nft),
+                                            ((r.family, r.chain) for r in to_add), self.nft.last_chains)
+
+    def cleanup_chains(self, created: list[list[t.Any]]) -> list[str]:
+        return _hostcfg.cleanup_created(self._run_utc, t.cast(str, self.nft.nft), created)[1]
+
+    def apply_all(self, name: str, changes: list[_backends.Change], prior: dict[str, t.Any]) -> None:
+        """Apply each change in order; when one fails, compensate the applied ones in reverse order
+        and fail saying what was undone (the firewall is then as before the run)."""
+        done: list[_backends.Change] = []
+        for change in changes:
+            if not change.changed:
+                continue
             try:
-                if detection is not None and detection.variant == 'nft' and self.nft.available and to_add:
-                    created = _hostcfg.missing_base_chains(self._run_utc, t.cast(str, self.nft.nft),
-                                                           ((r.family, r.chain) for r in to_add),
-                                                           self.nft.last_chains)
-                for family in (detection.chains.families if detection is not None else ()):
-                    self.firewall.apply(family, restore_payload(to_add, to_remove, family))
-                if nft_add or nft_remove:
-                    every = self.read_nft()
-                    self.nft.apply(''.join(_nft.payload(f, every, nft_add, nft_remove) for f in ('inet', 'bridge')))
+                change.apply()
             except (FirewallError, NftError) as exc:
-                raise BlackoutError(str(exc), blackout=name) from None
-        # iptables-nft chains that hold one of our rules after this run: a recorded chain among them
-        # cannot be empty, so the cleanup need not list it (one nft call fewer per chain and run).
-        gone = {r.identity for r in to_remove}
-        holding = {(_hostcfg.NFT_FAMILY[r.family], r.table, r.chain)
-                   for r in [r for r in existing if r.identity not in gone] + list(to_add)}
-        cleaned = [] if self.module.check_mode else self.record(
-            name, tuple(desired) + tuple(nft_desired), since, deadline, backend, created, detection, holding, audit)
-        # Diff text: chain by chain (stable: each chain's rules in their order in the chain), so the
-        # saved order (before) and the planned order (after) print alike when nothing changes.
-        before = by_family(sorted((r for r in existing if r.tag.bo == name), key=lambda r: (r.table, r.chain)))
-        after = by_family(sorted(desired, key=lambda r: (r.table, r.chain)))
+                undone, failed = self.compensate(done)
+                why = str(exc) + ('' if not done else ' (undone: %s)' % ', '.join(d['backend'] for d in undone))
+                if failed:
+                    why += '; COMPENSATION FAILED for %s: the host is left half changed' % ', '.join(
+                        f['backend'] for f in failed)
+                raise BlackoutError(why, blackout=name, prior=prior, failed_backend=change.key, compensated=undone,
+                                    not_compensated=failed, changed=bool(failed),
+                                    outcome='applied' if failed else 'rolled_back') from None
+            done.append(change)
+
+    @staticmethod
+    def compensate(done: list[_backends.Change]) -> tuple[list[dict[str, t.Any]], list[dict[str, t.Any]]]:
+        """Undo the applied changes, last first: (undone, failed) descriptions."""
+        undone, failed = [], []
+        for change in reversed(done):
+            try:
+                change.compensate()
+                undone.append(change.describe())
+            except (FirewallError, NftError) as exc:
+                failed.append(dict(change.describe(), error=str(exc)))
+        return undone, failed
+
+    def result(self, target: Target, view: HostView, changes: list[_backends.Change], prior: dict[str, t.Any],
+               cleaned: list[str], record_changed: bool) -> dict[str, t.Any]:
+        """What the module returns (before verify and diff)."""
+        name = target.name
+        ipt = [c for c in changes if isinstance(c, _backends.IptablesChange)]
+        desired = [r for c in ipt for r in c.planned]
+        nft_desired = [r for c in changes if isinstance(c, _backends.NftChange) for r in c.planned]
+        added = [r for c in changes for r in c.to_add]
+        removed = [r for c in changes for r in c.to_remove if r.tag is not None]
+        changed = any(c.changed for c in changes) or record_changed
         result: dict[str, t.Any] = {
             'changed': changed,
+            'outcome': self.outcome(target, changes, prior, changed),
             'blackout': name,
-            'containers': [container_result(c) for c in containers],
-            'covered': describe(desired, containers),
-            'rules': by_family(desired),
-            'added': by_family(to_add),
-            'removed': by_family(to_remove),
-            'since': iso(since),
-            'expires': iso(deadline),
-            'firewall': self.firewall_result(detection, fw_why),
+            'prior': prior,
+            'containers': [container_result(c) for c in target.containers],
+            'covered': describe(desired, target.containers) if target.mode == 'present' else [],
+            'rules': by_family(desired + nft_desired),
+            'added': by_family(added),
+            'removed': by_family(removed),
+            'since': iso(target.since),
+            'expires': iso(target.deadline),
+            'changes': [c.describe() for c in changes if c.changed],
+            'firewall': self.firewall_result(view.detection, view.why),
         }
-        if nft_desired or nft_add or nft_remove:
-            result['rules'] = by_family(list(desired) + list(nft_desired))
-            result['added'] = by_family(list(to_add) + list(nft_add))
-            result['removed'] = by_family(list(to_remove) + [r for r in nft_remove if r.tag is not None])
-            if backend == 'nftables':
-                result['covered'] = _nft.describe(nft_desired, containers)
-        result['firewall'].update(backend=backend, backend_reason=backend_why, bridge=self.bridge_decision,
-                                  cleaned=cleaned)
-        result.update(_audit.run_result(name, audit is not None, audit or given, given, mine, deadline, to_add + list(nft_add),
-                                        [r for r in list(to_remove) + list(nft_remove) if r.tag and r.tag.bo == name],
-                                        previous, log=not self.module.check_mode))
-        if p['verify']:
-            result['verify'], checked = self.verify(name, options, containers if present else None,
-                                                    list(existing) + nft_existing)
-            if not present:  # the containers a restore looked up for its check
+        if target.backend == 'nftables' and target.mode == 'present':
+            result['covered'] = _nft.describe(nft_desired, target.containers)
+        if target.mode == 'absent':
+            ids = {r.tag.cid for r in removed if r.tag.bo == name}
+            result['still_blacked_out_by'] = sorted({
+                r.tag.bo for r in view.existing + [r for r in view.nft if r.tag is not None]
+                if r.tag.bo != name and r.tag.cid in ids and not r.expired(self.now)})
+        result['firewall']['notes'] += view.notes
+        result['firewall'].update(backend=target.backend, backend_reason=target.backend_why,
+                                  bridge=getattr(self, 'bridge_decision', {}), cleaned=cleaned)
+        return result
+
+    @staticmethod
+    def outcome(target: Target, changes: list[_backends.Change], prior: dict[str, t.Any], changed: bool) -> str:
+        """applied / unchanged (a blackout), restored / nothing_to_restore, rolled_back / unchanged."""
+        if target.mode == 'present':
+            return 'applied' if changed else 'unchanged'
+        if target.mode == 'rollback':
+            return 'rolled_back' if changed else 'unchanged'
+        return 'restored' if prior['rules'] or prior['record'] is not None else 'nothing_to_restore'
+
+    def finish(self, target: Target, view: HostView, result: dict[str, t.Any]) -> dict[str, t.Any]:
+        """verify (outside the host lock) and the diff text."""
+        name = target.name
+        if self.params.get('verify') and target.mode != 'rollback':
+            result['verify'], checked = self.verify(name, target.options,
+                                                    target.containers if target.mode == 'present' else None,
+                                                    view.existing + [r for r in view.nft if r.tag is not None])
+            if target.mode == 'absent':  # the containers a restore looked up for its check
                 result['containers'] = [container_result(c) for c in checked]
             if result['verify']['state'] == 'failed':
                 raise BlackoutError(_verify.failure(result['verify']), **result)
         if self.module._diff:  # pylint: disable=protected-access
+            # Chain by chain (stable: each chain's rules in their order in the chain), so the saved
+            # order (before) and the planned order (after) print alike when nothing changes.
+            before = by_family(sorted((r for r in view.existing if r.tag.bo == name), key=lambda r: (r.table, r.chain)))
+            after = by_family(sorted((r for rules in target.desired.values() for r in rules),
+                                     key=lambda r: (r.table, r.chain)))
             result['diff'] = {
                 'before_header': 'netfence rules of %s' % name,
                 'after_header': 'netfence rules of %s' % name,
@@ -588,26 +872,34 @@ class BlackoutManager(_HostManager):
         self.bridge_decision = decision
         return tuple(rules)
 
-    def record(self, name: str, rules: tuple[t.Any, ...], since: dt.datetime | None, deadline: dt.datetime | None,
-               backend: str, created: list[list[t.Any]], detection: t.Any,
-               holding: t.AbstractSet[tuple[str, str, str]] = frozenset(),
-               audit: dict[str, t.Any] | None = None) -> list[str]:
-        """Update the state record (and delete emptied iptables-nft chains the module created).
-
-        ``holding``: (nft family, table, chain) that hold a rule of ours after this run.
-        """
+    def record(self, target: Target, view: HostView, changes: list[_backends.Change]) -> tuple[list[str], bool]:
+        """Update the state record under its lock: the blackout's entry, the iptables-nft chains the
+        module created (deleted again once empty). Returns (cleaned, whether the entry changed)."""
+        name = target.name
+        if target.mode == 'rollback':
+            entry = copy.deepcopy(target.record)
+        else:
+            rules = [r for c in changes for r in c.planned]
+            entry = _hostcfg.record_entry(rules, iso(target.since), iso(target.deadline),
+                                          target.backend) if rules else None
+            if entry is not None and target.audit is not None:
+                entry.update(target.audit)
+        created = [e for c in changes if isinstance(c, _backends.IptablesChange) and c.applied for e in c.created]
+        holding = _backends.holding_chains(changes)
         cleaned: list[str] = []
+        changed = False
         try:
             with self.state_record() as record:
                 state = record.find(_hostcfg.netns_id())
                 before = repr(state)
+                changed = state['blackouts'].get(name) != entry and (view.record is not None or entry is not None)
                 state['netns'] = _hostcfg.netns_id()
-                if rules:
-                    state['blackouts'][name] = _hostcfg.record_entry(rules, iso(since), iso(deadline), backend)
-                    state['blackouts'][name].update(audit or {})
+                if entry is not None:
+                    state['blackouts'][name] = entry
                 else:
                     state['blackouts'].pop(name, None)
                 state['created'] += [c for c in created if c not in state['created']]
+                detection = view.detection
                 if state['created'] and not all_held(state['created'], holding) and self.nft.available and (
                         detection is None or detection.variant == 'nft'):
                     state['created'], cleaned = _hostcfg.cleanup_created(
@@ -616,7 +908,9 @@ class BlackoutManager(_HostManager):
                     record.save()
         except OSError as exc:
             self.module.warn('could not write %s: %s' % (_hostcfg.state_path(), exc))
-        return cleaned
+        # A blackout's own entry follows its rules; a restore or a rollback that only changes the
+        # record (its rules were flushed by someone else) did change the host's state.
+        return cleaned, changed and target.mode != 'present'
 
 
 class InfoManager(_HostManager):

@@ -24,7 +24,9 @@ docs/design.md; ``h`` hashes ``family|table|chain|rule text|bo|id``). Every chan
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
+import re
 import typing as t
 from dataclasses import dataclass
 
@@ -437,7 +439,10 @@ def _expired(rule: NftRule, now: dt.datetime) -> bool:
     marker = 'meta time < "'
     if marker not in rule.body:
         return False
-    stop = dt.datetime.strptime(rule.body.split(marker, 1)[1][:19], TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+    try:
+        stop = dt.datetime.strptime(rule.body.split(marker, 1)[1][:19], TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return False
     return stop <= now
 
 
@@ -467,6 +472,79 @@ def payload(nfamily: str, existing: t.Sequence[ExistingNftRule], to_add: t.Seque
     lines += ['delete rule %s %s %s handle %d' % (nfamily, TABLE, r.chain, r.handle) for r in removes]
     lines += ['add rule %s %s %s %s' % (nfamily, TABLE, r.chain, r.text) for r in adds]
     return '\n'.join(lines) + '\n'
+
+
+_LISTED_CHAIN = re.compile(r'^\s*chain (\S+) \{\s*$')
+_LISTED_COMMENT = re.compile(r' comment "(netfence bo=[^"\\]*)"$')
+_LISTED_ADDRESS = re.compile(r'(?:^| )ip6? ([sd])addr (\S+)(?= |$)')
+_BARE_REJECT = re.compile(r'(^| )reject( comment "|$)')
+CHAINS_OF = {'inet': tuple(sorted(INET_CHAINS)), 'bridge': ('forward',)}
+
+
+def parse_listing(text: str) -> list[tuple[str, str]]:
+    """(chain, rule text) of every rule of ``nft list table`` output, in listed order."""
+    found: list[tuple[str, str]] = []
+    chain = None
+    for line in text.splitlines():
+        m = _LISTED_CHAIN.match(line)
+        stripped = line.strip()
+        if m:
+            chain = m.group(1)
+        elif stripped == '}':
+            chain = None
+        elif chain and stripped and not stripped.startswith(('type ', 'policy ')):
+            found.append((chain, stripped))
+    return found
+
+
+@dataclass(frozen=True)
+class SnapshotNftRule(_NftRuleView):
+    """A rule of a ``prior`` snapshot (nft text as listed): what a rollback puts back."""
+
+    nfamily: str
+    chain: str
+    text: str
+    tag: Tag
+    address: str
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.nfamily, TABLE, self.chain, self.tag.render())
+
+    @property
+    def body(self) -> str:
+        return self.text.rsplit(' comment "', 1)[0]
+
+    @property
+    def path(self) -> str:
+        return self.tag.path
+
+
+def snapshot_rule(nfamily: str, chain: str, text: str, name: str) -> SnapshotNftRule:
+    """A ``prior`` nft rule, validated: tagged with blackout ``name``, one address. PlanError if not."""
+    if nfamily not in CHAINS_OF or chain not in CHAINS_OF[nfamily]:
+        raise PlanError('nft rule of %s %s %s: not a chain of ours' % (nfamily, TABLE, chain))
+    # nft lists ``reject with icmpx port-unreachable`` (the default) as a bare ``reject``, which it
+    # would load back, next to an ip/ip6 match, as ``reject with icmp(v6) port-unreachable``.
+    text = _BARE_REJECT.sub(r'\1reject with icmpx port-unreachable\2', text)
+    m = _LISTED_COMMENT.search(text)
+    tag = parse_tag(m.group(1)) if m and '\n' not in text and ';' not in text else None
+    if tag is None or tag.bo != name:
+        raise PlanError('nft rule is not a netfence rule of blackout %s: %s' % (name, text))
+    wanted = 's' if tag.path in ('outbound', 'reply') else 'd'
+    addrs = [a for side, a in _LISTED_ADDRESS.findall(text.rsplit(' comment "', 1)[0]) if side == wanted]
+    if not addrs or not all(_single(a) for a in addrs):
+        raise PlanError('nft rule without a single-address %saddr: %s' % (wanted, text))
+    return SnapshotNftRule(nfamily=nfamily, chain=chain, text=text, tag=tag,
+                           address=addrs[-1] + ('/128' if ':' in addrs[-1] else '/32'))
+
+
+def _single(addr: str) -> bool:
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_chains(text: str) -> dict[tuple[str, str], set[str]] | None:
@@ -533,6 +611,17 @@ class Nft:
                 return [], []  # no such table (or nft cannot run: then there is none of ours either)
             raise NftError('nft list table %s %s failed (rc=%s): %s' % (nfamily, TABLE, rc, err.strip()))
         return parse_table(out, nfamily)
+
+    def list_text(self, nfamily: str) -> str:
+        """``nft list table <nfamily> netfence`` as nft prints it (loadable by ``nft -f``); '' when absent."""
+        if not self.nft:
+            return ''
+        rc, out, err = self.run([self.nft, 'list', 'table', nfamily, TABLE], None)
+        if rc != 0:
+            if rc in (126, 127) or 'No such file or directory' in err or 'does not exist' in err:
+                return ''
+            raise NftError('nft list table %s %s failed (rc=%s): %s' % (nfamily, TABLE, rc, err.strip()))
+        return out
 
     def apply(self, text: str) -> None:
         """One ``nft -f -`` transaction."""

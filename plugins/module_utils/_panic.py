@@ -23,14 +23,13 @@ import typing as t
 
 from ansible_collections.netfence.docker.plugins.module_utils import _audit, _hostcfg, _nft, _verify
 from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
-    VARIANTS,
+    FirewallError,
     netfence_rules_in_save,
     restore_payload,
 )
 from ansible_collections.netfence.docker.plugins.module_utils._planner import FAMILIES
 
 SELECTORS = ('service', 'project', 'containers', 'labels', 'name')
-_PROGS = {'ipv4': 'iptables', 'ipv6': 'ip6tables'}
 
 
 class PanicError(ValueError):
@@ -47,35 +46,34 @@ def validate(params: t.Mapping[str, t.Any]) -> None:
         raise PanicError('all: true is only for state: absent (it lifts every blackout); it cannot black out')
 
 
-def commands(binaries: t.Mapping[str, str]) -> list[tuple[str, str, str, str]]:
-    """[(variant, family, save, restore)]: each variant's own binaries, else the plain ones once."""
-    found = []
-    for family in FAMILIES:
-        prog = _PROGS[family]
-        own = [(v, binaries.get('%s-%s-save' % (prog, v)), binaries.get('%s-%s-restore' % (prog, v)))
-               for v in VARIANTS]
-        own = [(v, s, r) for v, s, r in own if s and r]
-        if not own and binaries.get('%s-save' % prog) and binaries.get('%s-restore' % prog):
-            own = [('default', binaries['%s-save' % prog], binaries['%s-restore' % prog])]
-        found += [(v, family, t.cast(str, s), t.cast(str, r)) for v, s, r in own]
-    return found
+def read_iptables(manager: t.Any) -> list[tuple[tuple[str, str, str], list[t.Any]]]:
+    """[((variant, family, restore binary), netfence rules)] of every variant and family holding one.
 
-
-def read_iptables(manager: t.Any) -> list[tuple[tuple[str, str, str, str], list[t.Any]]]:
-    """[((variant, family, save, restore), netfence rules)] of every variant holding one.
-
-    ``<variant>-save`` without ``-t``: it lists the tables that exist and loads none (with ``-t
-    filter``, iptables-legacy-save would load the legacy filter table into the namespace).
+    Every iptables variant (nft, legacy) and family there is (Firewall.read_all: a variant that is
+    not the detected one is read without ``-t``, which would load a legacy table), whether Docker's
+    DOCKER-USER is there or not (the engine may be down, or its backend nftables).
     """
+    try:
+        manager.firewall.detect()
+    except FirewallError:
+        pass  # no DOCKER-USER anywhere: read_all still reads every variant
+    try:
+        saved, _notes = manager.firewall.read_all()
+    except FirewallError as exc:
+        raise _error(str(exc)) from None
     out = []
-    for cmd in commands(manager.firewall.binaries):
-        rc, text, _err = manager._run([cmd[2]], None)  # pylint: disable=protected-access
-        if rc != 0:
-            continue  # this variant/family cannot be read here (no kernel support): nothing of ours
-        rules = netfence_rules_in_save(text, cmd[1])
-        if rules:
-            out.append((cmd, rules))
+    for (variant, family), text in sorted(saved.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        rules = netfence_rules_in_save(text, family)
+        commands = manager.firewall.variant_commands(variant, family)
+        if rules and commands is not None:
+            out.append(((variant, family, commands[1]), rules))
     return out
+
+
+def _error(msg: str, **details: t.Any) -> Exception:
+    from ansible_collections.netfence.docker.plugins.module_utils._manager import (  # pylint: disable=import-outside-toplevel
+        BlackoutError)
+    return BlackoutError(msg, **details)
 
 
 def _count(rules: t.Iterable[t.Any], into: dict[str, dict[str, int]]) -> None:
@@ -84,12 +82,10 @@ def _count(rules: t.Iterable[t.Any], into: dict[str, dict[str, int]]) -> None:
         into.setdefault(rule.tag.bo, {'ipv4': 0, 'ipv6': 0})[family] += 1
 
 
-def lift_all(manager: t.Any, given: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
-    """Remove every netfence rule, nft rule and record entry of the host; the module's result."""
-    from ansible_collections.netfence.docker.plugins.module_utils._manager import (  # pylint: disable=import-outside-toplevel
-        BlackoutError)
+def lift_all(manager: t.Any, given: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], list[t.Any]]:
+    """Remove every netfence rule, nft rule and record entry of the host (under the host lock):
+    (the module's result, the rules removed)."""
     module = manager.module
-    p = manager.params
     iptables = read_iptables(manager)
     nft_all = manager.read_nft()
     nft_tagged = [r for r in nft_all if r.tag is not None]
@@ -106,15 +102,17 @@ def lift_all(manager: t.Any, given: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     cleaned: list[str] = []
     if changed and not module.check_mode:
         for cmd, rules in iptables:
-            payload = restore_payload([], rules, cmd[1])
-            rc, out, err = manager._run([cmd[3], '--noflush', '-w'], payload)  # pylint: disable=protected-access
-            if rc != 0:
-                raise BlackoutError('%s --noflush -w failed (rc=%s): %s' % (cmd[3], rc, err.strip() or out.strip()))
+            try:
+                manager.firewall.restore(cmd[2], restore_payload([], rules, cmd[1]), manager.wait_seconds())
+            except FirewallError as exc:
+                raise _error('%s (every blackout before it in this list was lifted: %s)' % (
+                    exc, ', '.join('%s/%s' % (c[0], c[1]) for c, _r in iptables[:iptables.index((cmd, rules))])
+                    or 'none')) from None
         if nft_tagged:
             try:
                 manager.nft.apply(''.join(_nft.payload(f, nft_all, [], nft_tagged) for f in ('inet', 'bridge')))
             except _nft.NftError as exc:
-                raise BlackoutError(str(exc)) from None
+                raise _error(str(exc)) from None
         cleaned = clear_record(manager)
     lifted = {}
     for name in names:
@@ -143,11 +141,16 @@ def lift_all(manager: t.Any, given: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
                      'notes': [], 'variants': variants, 'cleaned': cleaned,
                      'nft_tables': sorted({'%s %s' % (r.nfamily, r.table) for r in nft_tagged})},
     }
-    if p.get('verify'):
-        result['verify'], checked = verify_open(manager, removed_rules)
+    return result, removed_rules
+
+
+def finish(manager: t.Any, result: dict[str, t.Any], removed: list[t.Any]) -> dict[str, t.Any]:
+    """With verify (outside the host lock): the containers named in the removed rules answer again."""
+    if manager.params.get('verify'):
+        result['verify'], checked = verify_open(manager, removed)
         result['containers'] = checked
         if result['verify']['state'] == 'failed':
-            raise BlackoutError(_verify.failure(result['verify']), **result)
+            raise _error(_verify.failure(result['verify']), **result)
     return result
 
 

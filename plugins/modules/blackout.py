@@ -25,8 +25,11 @@ description:
     time the blackout started. The module only ever removes rules it created, and
     O(state=absent) removes every rule of the blackout even when the container is gone or its
     address changed.
-  - One change is one C(iptables-restore --noflush --wait) transaction per address family, and it
-    lands whole or not at all. Running again with the same inputs changes nothing.
+  - One change is one C(iptables-restore --noflush --wait) transaction per iptables variant and
+    address family, and one C(nft -f) per table of ours. A run changes the host all or nothing;
+    when a later transaction fails, the ones already applied are undone (from the firewall as read
+    before the run) before the module fails, and RV(compensated) says what was undone.
+    Running again with the same inputs changes nothing.
   - Rules past their O(expires) deadline are inert (the kernel stops matching them) and are
     removed by the next run of this module on the host, whatever blackout they belong to.
 author:
@@ -171,6 +174,31 @@ options:
     type: list
     elements: str
     default: []
+  lock_timeout:
+    description:
+      - Seconds to wait for the host lock. One run at a time changes a host's firewall; the module
+        holds an exclusive lock (C(host.lock) next to the state record, C(/var/lib/netfence)) from
+        reading the firewall to recording the result. A run that does not get it within this time
+        fails naming the holder (pid, blackout, start time) and changes nothing.
+      - What is left of this budget also bounds C(iptables-restore -w) and, through coreutils
+        C(timeout) when the target has it, every command the module runs.
+    type: int
+    default: 60
+  rollback:
+    description:
+      - Set blackout C(rollback.name) on this host to exactly a snapshot, as returned in RV(prior)
+        by an earlier run, C(rules) (the rules, in chain order) and C(record) (its state record
+        entry, or null).
+      - Every rule tagged with that name and not in the snapshot is removed, every rule of the
+        snapshot missing is inserted (iptables rules in their chain at their snapshot position
+        relative to each other, nft rules in our tables), all or nothing, under the host lock.
+        With an empty C(rules) list the blackout is removed.
+      - Each rule must parse as a netfence rule of that name with a single-address destination
+        (source for the outbound and reply paths); else the module fails before writing anything.
+      - Mutually exclusive with the options that describe a blackout (O(service), O(containers),
+        O(labels), O(name), O(project), O(expires), O(ports), O(allow_from)). RV(outcome) is
+        V(rolled_back), or V(unchanged) when the host already matched.
+    type: dict
   reason:
     description:
       - Why the blackout is made (or renewed, or lifted), as free text, for the people who find it.
@@ -236,6 +264,21 @@ EXAMPLES = r'''
     direction: both
     allow_from:
       - 10.0.9.15/32
+  become: true
+
+- name: Black out memcached for a deploy, saying who and why (logged on the host, shown by status)
+  netfence.docker.blackout:
+    service: memcached
+    expires: 1h
+    reason: deploy 2026.12.02 (CHANGE-1234)
+    requested_by: "{{ awx_user_name | default(lookup('env', 'USER')) }}"
+  become: true
+
+- name: Panic button, lift every netfence blackout on the host whatever its name
+  netfence.docker.blackout:
+    state: absent
+    all: true
+    reason: incident 77, everything back
   become: true
 
 - name: Black out memcached for a deploy, saying who and why (logged on the host, shown by status)
@@ -347,6 +390,55 @@ verify:
     results:
       - {label: '127.0.0.1:11211', host: 127.0.0.1, port: 11211, container: lab-memcached-1, ok: true,
          detail: Connection refused}
+outcome:
+  description:
+    - What the run did to the blackout. V(applied) (rules added or removed for a blackout),
+      V(unchanged) (already as asked), V(restored) (O(state=absent) found rules or a record of the
+      blackout and removed them), V(nothing_to_restore) (O(state=absent) found none),
+      V(rolled_back) (O(rollback) changed the host; also in a failure result when the applied
+      transactions were undone).
+  returned: always, and in a failure result once the firewall was read
+  type: str
+  sample: applied
+prior:
+  description:
+    - 'The blackout on this host before this run, for O(rollback). C(name); C(rules), in chain
+      order, each either C({backend: iptables, family: ipv4|ipv6, variant: nft|legacy, table:
+      filter, chain, spec}) (C(spec) as C(iptables-save) prints it, without C(-A CHAIN)) or
+      C({backend: nft, nfamily: inet|bridge, chain, text}) (the rule as C(nft list table) prints
+      it); C(record), its state record entry or null.'
+  returned: always, and in a failure result once the firewall was read
+  type: dict
+  sample:
+    name: memcached
+    rules:
+      - {backend: iptables, family: ipv4, variant: nft, table: filter, chain: DOCKER-USER,
+         spec: '-d 172.18.0.2/32 -p tcp -m conntrack --ctdir ORIGINAL -m comment --comment
+                "netfence bo=memcached ..." -j REJECT --reject-with tcp-reset'}
+    record: {since: '2026-11-27T12:00:00Z', expires: null, backend: iptables, rules: []}
+changes:
+  description: Per backend changed (C(iptables nft ipv4), C(nft inet), ...), the rules C(added) and C(removed).
+  returned: always
+  type: list
+  elements: dict
+still_blacked_out_by:
+  description: With O(state=absent), other blackouts whose live rules still cover the containers of the removed rules.
+  returned: when O(state=absent)
+  type: list
+  elements: str
+compensated:
+  description:
+    - In a failure result, the changes (as in RV(changes)) that had been applied and were undone
+      before the module failed; C(not_compensated) lists any whose undoing failed too (with
+      C(error)); C(failed_backend) names the change that failed.
+  returned: on failure of a transaction
+  type: list
+  elements: dict
+holder:
+  description: In a failure result after O(lock_timeout), what the holder of the host lock wrote (C(pid),
+    C(blackout), C(started)).
+  returned: when the host lock was not obtained
+  type: dict
 reason:
   description: The blackout's recorded reason (the one given, else the one recorded before); for a
     restore, the one given. Null when none.
@@ -433,8 +525,9 @@ from ansible_collections.netfence.docker.plugins.module_utils._manager import (
 def main() -> None:
     module = AnsibleModule(
         argument_spec=BLACKOUT_ARGUMENT_SPEC,
-        mutually_exclusive=[('service', 'containers', 'labels')],
-        required_one_of=[('service', 'containers', 'labels', 'all')],
+        mutually_exclusive=[('service', 'containers', 'labels', 'rollback')]
+        + [('rollback', other) for other in ('name', 'project', 'expires', 'ports', 'allow_from', 'all')],
+        required_one_of=[('service', 'containers', 'labels', 'rollback', 'all')],
         required_by={'project': 'service'},
         supports_check_mode=True,
     )

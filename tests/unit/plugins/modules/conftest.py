@@ -128,9 +128,11 @@ class FakeFirewall:
                 rules.remove((chain, rest))
             elif op == '-I':
                 position, spec = rest.split(' ', 1)
-                assert position == '1', line
-                first = next((i for i, r in enumerate(rules) if r[0] == chain), len(rules))
-                rules.insert(first, (chain, spec))
+                at = [i for i, r in enumerate(rules) if r[0] == chain]
+                if int(position) > len(at) + 1:
+                    return 1, '', 'iptables-restore: line %d failed: Index of insertion too big' % number
+                index = at[int(position) - 1] if int(position) <= len(at) else (at[-1] + 1 if at else len(rules))
+                rules.insert(index, (chain, spec))
             else:
                 return 1, '', 'iptables-restore: line %d failed: unexpected %s' % (number, op)
         self.tables[family]['rules'] = rules
