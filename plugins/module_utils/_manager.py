@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
 import datetime as dt
 import ipaddress
 import math
@@ -616,7 +617,10 @@ class BlackoutManager(_HostManager):
         except _lock.LockTimeout as exc:
             raise BlackoutError(str(exc), blackout=name, holder=exc.holder, changed=False) from None
         except OSError as exc:
-            raise BlackoutError('cannot take the host lock %s: %s' % (lock.path, exc), blackout=name) from None
+            hint = ': the module needs root, run the task with become: true' if exc.errno in (
+                errno.EACCES, errno.EPERM, errno.EROFS) else ''
+            raise BlackoutError('cannot take the host lock %s (%s)%s' % (lock.path, exc.strerror or exc, hint),
+                                blackout=name) from None
         return lock
 
     def read(self, name: str, need_docker_user: bool) -> HostView:

@@ -1,4 +1,5 @@
-"""Runs you can trust (#11), the module side, on real Docker 20.10 and 28 hosts of the lab.
+"""Runs you can trust (#11), the module side, on real Docker 20.10 and 28 hosts of the lab (and a
+host whose Docker uses iptables-legacy, when the lab has one: `lab.py up --configs ...,ipv6+legacy`).
 
 - a later transaction failing (a read-only ``ip6tables-restore`` stand-in, bind-mounted over
   ``xtables-nft-multi`` in the lab host's sshd mount namespace only) undoes the earlier one: the
@@ -25,14 +26,14 @@ import pytest
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
 from nf_helpers import blackout_of, check_ok, held_host
 
-SERIES = ('20.10', '28')
+HOSTS = ('20.10', '28', 'legacy')  # a Docker series (its first host), or the first host with that config
 CUT = ('external', 'localhost4', 'peer:lab_front')
 REFUSED = ('refused', 'reset')
 COUNTER = re.compile(r'counter packets \d+ bytes \d+')
 STANDIN = '''#!/bin/bash
 # netfence integration test: a read-only ip6tables-restore; every other xtables tool as usual.
 case "$(basename "$0")" in
-  ip6tables-restore|ip6tables-nft-restore) cat >/dev/null; echo "ip6tables-restore: read-only stand-in" >&2; exit 4;;
+  ip6tables-restore|ip6tables-nft-restore|ip6tables-legacy-restore) cat >/dev/null; echo "ip6tables-restore: read-only stand-in" >&2; exit 4;;
 esac
 exec -a "$0" {real} "$@"
 '''
@@ -56,10 +57,21 @@ def remove_all(host, run_module, netfence_rules) -> None:
         run_module(host, 'blackout', rollback={'name': name, 'rules': [], 'record': None})
 
 
-@pytest.fixture(scope='module', params=SERIES, ids=lambda s: f'docker{s}')
-def host(request, host_of_series, run_module, netfence_rules):
-    yield from held_host(host_of_series(request.param), netfence_rules,
-                         lambda h: remove_all(h, run_module, netfence_rules))
+@pytest.fixture(scope='module', params=HOSTS, ids=lambda s: s if s == 'legacy' else f'docker{s}')
+def host(request, lab, host_of_series, run_module, netfence_rules):
+    if request.param == 'legacy':
+        found = [h for h in lab if h.has('legacy')]
+        if not found:
+            pytest.skip('the lab has no host with the legacy config')
+        lab_host = found[0]
+    else:
+        lab_host = host_of_series(request.param)
+    yield from held_host(lab_host, netfence_rules, lambda h: remove_all(h, run_module, netfence_rules))
+
+
+def variant(host) -> str:
+    """The iptables variant that holds Docker's chains on ``host``."""
+    return 'legacy' if host.has('legacy') else 'nft'
 
 
 @pytest.fixture()
@@ -82,9 +94,10 @@ def cut(host):
 @contextlib.contextmanager
 def readonly_ip6tables_restore(host):
     """ip6tables(-nft)-restore fails in the SSH sessions of ``host`` (its sshd's mount namespace)."""
-    real = os.path.join(host.lib_dir, 'xtables-nft-multi.real')
+    multi = '/usr/sbin/xtables-%s-multi' % variant(host)
+    real = os.path.join(host.lib_dir, 'xtables-multi.real')
     wrapper = os.path.join(host.lib_dir, 'xtables-standin.sh')
-    shutil.copy2('/usr/sbin/xtables-nft-multi', real)
+    shutil.copy2(multi, real)
     with open(wrapper, 'w', encoding='utf-8') as handle:
         handle.write(STANDIN.replace('{real}', real))
     os.chmod(wrapper, 0o755)
@@ -92,11 +105,11 @@ def readonly_ip6tables_restore(host):
         pid = handle.read().strip()
     assert os.readlink(f'/proc/{pid}/ns/mnt') != os.readlink('/proc/self/ns/mnt'), 'sshd shares our mounts'
     enter = ['nsenter', '-t', pid, '-m', '--']
-    subprocess.run(enter + ['mount', '--bind', wrapper, '/usr/sbin/xtables-nft-multi'], check=True)
+    subprocess.run(enter + ['mount', '--bind', wrapper, multi], check=True)
     try:
         yield
     finally:
-        subprocess.run(enter + ['umount', '/usr/sbin/xtables-nft-multi'], check=True)
+        subprocess.run(enter + ['umount', multi], check=True)
 
 
 @contextlib.contextmanager
@@ -123,8 +136,9 @@ def test_v6_failing_after_v4_leaves_every_firewall_as_it_was(host, run_module, w
     with readonly_ip6tables_restore(host):
         result = run_module(host, 'blackout', service='memcached')
     assert result.failed and 'read-only stand-in' in result['msg'], result.get('msg')
-    assert result['failed_backend'] == 'iptables nft ipv6'
-    assert [c['backend'] for c in result['compensated']] == ['iptables nft ipv4'] and result['not_compensated'] == []
+    assert result['failed_backend'] == 'iptables %s ipv6' % variant(host)
+    assert [c['backend'] for c in result['compensated']] == ['iptables %s ipv4' % variant(host)]
+    assert result['not_compensated'] == []
     assert result['outcome'] == 'rolled_back' and result['changed'] is False
     assert whole(host) == before
     assert cut(host) == answers
@@ -163,13 +177,14 @@ def test_a_held_host_lock_fails_the_run_after_lock_timeout_naming_the_holder(hos
 
 def test_restore_with_docker_user_deleted_removes_output_and_input_rules(host, run_module, whole, netfence_rules):
     before = whole(host)
-    forward = [line for line in before['ipv4/nft'] if line.startswith('-A FORWARD ')]
+    saved = before['ipv4/%s' % variant(host)]
+    forward = [line for line in saved if line.startswith('-A FORWARD ')]
     position = forward.index('-A FORWARD -j DOCKER-USER') + 1
-    user_rules = [line[len('-A DOCKER-USER '):] for line in before['ipv4/nft'] if line.startswith('-A DOCKER-USER ')]
+    user_rules = [line[len('-A DOCKER-USER '):] for line in saved if line.startswith('-A DOCKER-USER ')]
     check_ok(run_module(host, 'blackout', service='memcached'), 'blackout')
     chains = {line.split()[1] for _k, line in netfence_rules(host)}
     assert {'DOCKER-USER', 'OUTPUT', 'INPUT'} <= chains, chains
-    ipt = ['iptables-nft']
+    ipt = ['iptables-%s' % variant(host)]
     for argv in (['-D', 'FORWARD', '-j', 'DOCKER-USER'], ['-F', 'DOCKER-USER'], ['-X', 'DOCKER-USER']):
         netfence_lab.host_exec(host, ipt + argv)
     try:

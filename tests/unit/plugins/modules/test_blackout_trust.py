@@ -268,3 +268,51 @@ def test_the_host_lock_is_not_taken_through_a_symlink(tmp_path):
     (tmp_path / 'host.lock').symlink_to(tmp_path / 'elsewhere')
     with pytest.raises(OSError):
         _lock.HostLock(str(tmp_path / 'host.lock'), 0, 'a').acquire()
+
+
+def test_a_lock_that_cannot_be_opened_says_become(fake_host, run_module, monkeypatch):
+    def denied(self):
+        raise PermissionError(13, 'Permission denied')
+
+    monkeypatch.setattr(_lock.HostLock, 'acquire', denied)
+    result = run_module(main, {'service': 'memcached', 'state': 'absent'})
+    assert result['failed'] is True and 'run the task with become: true' in result['msg']
+
+
+def test_an_nft_table_failing_after_both_iptables_families_compensates_them_last_first(fake_host, run_module,
+                                                                                       monkeypatch):
+    """br_netfilter off: the bridge table comes after iptables v4 and v6; its nft -f fails."""
+    from ansible.module_utils import basic  # pylint: disable=import-outside-toplevel
+    from ansible_collections.netfence.docker.plugins.module_utils import (  # pylint: disable=import-outside-toplevel
+        _hostcfg)
+    firewall, _engine = fake_host
+    real_run, real_bin = firewall.run, basic.AnsibleModule.get_bin_path
+    order = []
+
+    def run(argv, data=None):
+        argv = [str(a) for a in argv]
+        if argv[0] != '/usr/sbin/nft':
+            if argv[0].endswith('restore'):
+                order.append(os.path.basename(argv[0]))
+            return real_run(argv, data)
+        firewall.calls.append(argv)
+        if argv[1:] == ['-j', 'list', 'chains']:
+            return 0, '{"nftables": []}', ''
+        if argv[1:3] == ['-f', '-']:
+            order.append('nft -f')
+            return 1, '', 'Error: Could not process rule: Operation not permitted'
+        return 1, '', 'Error: No such file or directory'
+
+    monkeypatch.setattr(firewall, 'run', run)
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
+                        lambda self, arg, required=False, opt_dirs=None: '/usr/sbin/nft' if arg == 'nft'
+                        else real_bin(self, arg, required, opt_dirs))
+    monkeypatch.setattr(_hostcfg, 'brnf', lambda: {'ipv4': '0', 'ipv6': '0'})
+    before = firewall.snapshot()
+    result = run_module(main, {'service': 'memcached'})
+    assert result['failed'] is True and 'Operation not permitted' in result['msg']
+    assert result['failed_backend'] == 'nft bridge'
+    assert [c['backend'] for c in result['compensated']] == ['iptables nft ipv6', 'iptables nft ipv4']
+    assert order == ['iptables-nft-restore', 'ip6tables-nft-restore', 'nft -f',
+                     'ip6tables-nft-restore', 'iptables-nft-restore']
+    assert firewall.snapshot() == before
