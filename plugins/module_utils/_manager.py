@@ -19,7 +19,6 @@ import shlex
 import typing as t
 
 from ansible_collections.netfence.docker.plugins.module_utils._docker_api import (
-    COMPOSE_SERVICE_LABEL,
     Container,
     DockerApiError,
     EngineClient,
@@ -44,7 +43,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     tag_of,
 )
 from ansible_collections.netfence.docker.plugins.module_utils import (
-    _audit, _backends, _hostcfg, _lock, _nft, _panic, _verify)
+    _audit, _backends, _drift, _hostcfg, _lock, _nft, _panic, _verify)
 from ansible_collections.netfence.docker.plugins.module_utils._nft import (
     Nft,
     NftError,
@@ -99,6 +98,8 @@ BLACKOUT_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
 INFO_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     COMMON_ARGUMENT_SPEC,
     name={'type': 'str'},
+    service={'type': 'str'},
+    project={'type': 'str'},
 )
 
 _DURATION_RE = re.compile(r'(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?')
@@ -920,13 +921,38 @@ class BlackoutManager(_HostManager):
 class InfoManager(_HostManager):
     """netfence.docker.blackout_info: every blackout on the host, compared with the containers."""
 
+    def wanted(self, name: str) -> bool:
+        """Whether blackout ``name`` is asked for (option name; else service, with or without project)."""
+        p = self.params
+        if p.get('name'):
+            return name == p['name']
+        if p.get('service'):
+            if p.get('project'):
+                return name == '%s/%s' % (p['project'], p['service'])
+            return name.rpartition('/')[2] == p['service']
+        return True
+
+    def service(self, containers: list[Container], docker: dict[str, t.Any]) -> dict[str, t.Any] | None:
+        """The running containers of option service (and project) now; None without the option."""
+        p = self.params
+        if not p.get('service'):
+            return None
+        try:
+            for value, what in ((p['service'], 'service'), (p.get('project'), 'project')):
+                if value is not None:
+                    validate_name(value, what)
+        except ValueError as exc:
+            raise BlackoutError(str(exc)) from None
+        running = [c for c in select(containers, service=p['service'], project=p.get('project')) if c.running]
+        return {'name': p['service'], 'project': p.get('project'), 'checked': bool(docker['reachable']),
+                'containers': [container_result(c) for c in running]}
+
     def run(self) -> dict[str, t.Any]:
-        wanted = self.params.get('name')
         detection, existing, fw_why = self.read_firewall_tolerant()
         nft_rules = [r for r in self.read_nft() if r.tag is not None]
         with self.state_record() as record:
             state = record.find(_hostcfg.netns_id())
-        if detection is None and not nft_rules and not state['blackouts']:
+        if detection is None and not nft_rules and not state['blackouts'] and not self.params.get('service'):
             raise BlackoutError(t.cast(str, fw_why))
         existing = list(existing) + nft_rules
         detection_view = detection if detection is not None else _NFT_VIEW
@@ -936,8 +962,7 @@ class InfoManager(_HostManager):
         except BlackoutError as exc:
             containers = []
             docker = {'reachable': False, 'error': str(exc)}
-        names = sorted({r.tag.bo for r in existing if wanted is None or r.tag.bo == wanted} |
-                       {n for n in state['blackouts'] if wanted is None or n == wanted})
+        names = sorted(n for n in {r.tag.bo for r in existing} | set(state['blackouts']) if self.wanted(n))
         blackouts = []
         for n in names:
             rules = [r for r in existing if r.tag.bo == n]
@@ -946,12 +971,18 @@ class InfoManager(_HostManager):
                 report = self.blackout(n, rules, containers, detection_view, bool(docker['reachable']))
             else:
                 report = self.flushed(n, entry or {})
+            report['members'] = [container_result(c) for c in _drift.members(
+                n, containers, {r.tag.cid for r in rules})] if docker['reachable'] else None
             blackouts.append(self.with_record(report, entry, rules))
         firewall = self.firewall_result(detection, fw_why)
         firewall.update(backend=self.engine_backend() if docker['reachable'] else None,
                         bridge_nf_call=_hostcfg.brnf(),
                         nft_tables=sorted({'%s %s' % (r.nfamily, r.table) for r in nft_rules}))
-        return {'blackouts': blackouts, 'firewall': firewall, 'docker': docker}
+        result = {'blackouts': blackouts, 'firewall': firewall, 'docker': docker}
+        service = self.service(containers, docker)
+        if service is not None:
+            result['service'] = service
+        return result
 
     def flushed(self, name: str, entry: dict[str, t.Any]) -> dict[str, t.Any]:
         """A recorded blackout none of whose rules is left on the host."""
@@ -959,7 +990,8 @@ class InfoManager(_HostManager):
         expired = bool(expires) and expires <= iso(self.now)
         return {'name': name, 'state': 'expired' if expired else 'broken', 'since': entry.get('since'),
                 'expires': expires, 'containers': [], 'paths': [], 'rules': by_family([]),
-                'drift': {'stale': {}, 'uncovered': {}, 'taken': {}}, 'drift_checked': False, 'missing_paths': {}}
+                'drift': {'stale': {}, 'uncovered': {}, 'taken': {}}, 'collateral': [], 'uncovered_replicas': [],
+                'partial': {}, 'drift_checked': False, 'missing_paths': {}}
 
     def with_record(self, report: dict[str, t.Any], entry: dict[str, t.Any] | None,
                     rules: list[t.Any]) -> dict[str, t.Any]:
@@ -983,99 +1015,37 @@ class InfoManager(_HostManager):
 
     def blackout(self, name: str, rules: list[ExistingRule], containers: list[Container], detection: t.Any,
                  docker_ok: bool) -> dict[str, t.Any]:
-        since = min(r.tag.since for r in rules)
-        stops = [r.datestop for r in rules if r.datestop is not None]
-        expires = min(stops) if stops else None
-        by_id = {c.short_id: c for c in containers if c.running}
-        # Addresses each rule was made for, per container id.
-        ruled: dict[str, set[str]] = {}
-        paths: dict[str, set[str]] = {}
-        cnames: dict[str, str] = {}
-        # Containers on the host network: the host's addresses their rules cover, and the chains.
-        hostnet: dict[str, set[str]] = {}
-        hostnet_chains: dict[str, set[str]] = {}
-        for rule in rules:
-            cnames[rule.tag.cid] = rule.tag.ct
-            addr = rule_address(rule)
-            if rule.tag.path == 'loopback' or addr is None:
-                continue
-            if rule.tag.path == 'hostnet':
-                if addr not in LOOPBACK.values():
-                    hostnet.setdefault(rule.tag.cid, set()).add(addr)
-                    hostnet_chains.setdefault(addr, set()).add(rule.chain)
-                continue
-            ruled.setdefault(rule.tag.cid, set()).add(addr)
-            paths.setdefault(addr, set()).add(rule.tag.path)
-        owner = {a: c for c in containers if c.running for f in FAMILIES for a in container_addresses(c, f)}
-        stale: dict[str, list[str]] = {}
-        taken: dict[str, str] = {}
-        for cid, addrs in sorted(ruled.items()):
-            current = set()
-            if cid in by_id:
-                current = {a for f in FAMILIES for a in container_addresses(by_id[cid], f)}
-            for addr in sorted(addrs - current) if docker_ok else ():
-                stale.setdefault(cnames[cid], []).append(addr.split('/')[0])
-                holder = owner.get(addr)
-                if holder is not None and holder.short_id != cid:
-                    taken[addr.split('/')[0]] = holder.name
-        service_members = self.members(name, containers, set(ruled) | set(hostnet))
+        """One blackout found on the host, assessed against the containers (plugins/module_utils/_drift.py)."""
+        facts = [_drift.RuleFact(cid=r.tag.cid, container=r.tag.ct, path=r.tag.path, address=rule_address(r),
+                                 chain=r.chain, datestop=r.datestop) for r in rules]
+        tagged = {f.cid for f in facts}
+        hostnet = any(f.path == 'hostnet' for f in facts)
         local = self.local_cidrs(detection) if docker_ok and (hostnet or any(
-            host_network(c) for c in service_members)) else None
-        for cid, addrs in sorted(hostnet.items()):
-            current = local if local is not None and cid in by_id and host_network(by_id[cid]) else set()
-            for addr in sorted(addrs - current) if local is not None else ():
-                stale.setdefault(cnames[cid], []).append(addr.split('/')[0])
-        covered = set(owner_addr for addrs in ruled.values() for owner_addr in addrs)
-        uncovered: dict[str, list[str]] = {}
-        for container in service_members:
-            if host_network(container):
-                for addr in sorted((local or set()) - hostnet.get(container.short_id, set())):
-                    uncovered.setdefault(container.name, []).append(addr.split('/')[0])
-                continue
-            for family in FAMILIES:
-                if family not in detection.chains.families:
-                    continue
-                for addr in container_addresses(container, family):
-                    if addr not in covered:
-                        uncovered.setdefault(container.name, []).append(addr.split('/')[0])
-        missing_paths: dict[str, list[str]] = {}
-        for addr, seen in sorted(paths.items()):
-            family = 'ipv6' if ':' in addr else 'ipv4'
-            expected = {'host'}
-            if detection.chains.forward.get(family):
-                expected.add('forward')
-            if 'outbound' in seen:
-                expected |= {'outbound', 'reply'}
-            elif 'reply' in seen:  # inbound with reject_with=reset resets the service's side too
-                expected.add('reply')
-            lost = sorted(expected - seen)
-            if lost:
-                missing_paths[addr.split('/')[0]] = lost
-        for addr, chains in sorted(hostnet_chains.items()):
-            if chains != {'INPUT', 'OUTPUT'}:  # hostnet rules: INPUT and OUTPUT per host address
-                missing_paths[addr.split('/')[0]] = ['hostnet']
-        if expires is not None and expires <= self.now:
-            state = 'expired'
-        elif missing_paths:
-            state = 'broken'
-        elif stale or uncovered:
-            state = 'drifted'
-        else:
-            state = 'active'
+            host_network(c) for c in _drift.members(name, containers, tagged))) else None
+        host = _drift.HostView(families=tuple(detection.chains.families), forward=dict(detection.chains.forward),
+                               local=frozenset(local) if local is not None else None)
+        found = _drift.assess(name, facts, containers, host, self.now, docker_ok)
+        names = {f.cid: f.container for f in facts}
+        addresses: dict[str, set[str]] = {}
+        for fact in facts:
+            if fact.address and fact.path != 'loopback' and fact.address not in LOOPBACK.values():
+                addresses.setdefault(fact.cid, set()).add(fact.address.split('/')[0])
         return {
             'name': name,
-            'state': state,
-            'since': iso(since),
-            'expires': iso(expires),
-            'containers': [{'name': cnames[cid], 'id': cid,
-                            'addresses': sorted(a.split('/')[0] for a in ruled.get(cid, set()) | hostnet.get(cid, set()))}
-                           for cid in sorted(cnames, key=lambda c: (cnames[c], c))],
+            'state': found.state,
+            'since': iso(min(r.tag.since for r in rules)),
+            'expires': iso(found.expires),
+            'containers': [{'name': names[cid], 'id': cid, 'addresses': sorted(addresses.get(cid, set()))}
+                           for cid in sorted(names, key=lambda c: (names[c], c))],
             'paths': sorted({r.tag.path for r in rules}),
             'rules': by_family(rules),
-            'drift': {'stale': stale, 'uncovered': uncovered, 'taken': taken},
+            'drift': found.drift(),
+            'collateral': found.collateral(),
+            'uncovered_replicas': found.uncovered_replicas(),
+            'partial': found.partial,
             # False when the engine did not answer: no drift could be seen, 'active' is then unproven.
-            'drift_checked': docker_ok,
-            'missing_paths': missing_paths,
+            'drift_checked': found.checked,
+            'missing_paths': found.missing_paths,
         }
 
     def local_cidrs(self, detection: t.Any) -> set[str] | None:
@@ -1089,18 +1059,8 @@ class InfoManager(_HostManager):
 
     @staticmethod
     def members(name: str, containers: list[Container], tagged_ids: set[str]) -> list[Container]:
-        """The running containers that belong to blackout ``name`` now.
-
-        A service blackout (``svc`` or ``project/svc``) is matched like the module matches it;
-        other blackouts (explicit containers, labels) by the containers named in their tags.
-        """
-        running = [c for c in containers if c.running]
-        project, _sep, service = name.rpartition('/')
-        if ',' not in name and service:
-            matched = select(running, service=service, project=project or None)
-            if matched or any(c.labels.get(COMPOSE_SERVICE_LABEL) == service for c in containers):
-                return matched
-        return [c for c in running if c.short_id in tagged_ids]
+        """The running containers that belong to blackout ``name`` now (_drift.members)."""
+        return _drift.members(name, containers, tagged_ids)
 
 
 def valid_address(value: str) -> bool:

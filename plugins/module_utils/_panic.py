@@ -132,7 +132,8 @@ def lift_all(manager: t.Any, given: t.Mapping[str, t.Any]) -> tuple[dict[str, t.
     for rule in removed_rules:
         removed[getattr(rule, 'addr_family', None) or rule.family].append(rule.line)
     result: dict[str, t.Any] = {
-        'changed': changed, 'blackout': None, 'all': True, 'lifted': lifted,
+        'changed': changed, 'outcome': 'restored' if names else 'nothing_to_restore',
+        'blackout': None, 'all': True, 'lifted': lifted,
         'containers': [], 'covered': [], 'rules': {f: [] for f in FAMILIES}, 'added': {f: [] for f in FAMILIES},
         'removed': removed, 'since': None, 'expires': None,
         'reason': given.get('reason'), 'requested_by': given.get('requested_by'),

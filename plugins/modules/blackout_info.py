@@ -39,6 +39,17 @@ options:
     description:
       - Report only the blackout with this name. Default is every blackout on the host.
     type: str
+  service:
+    description:
+      - Report only the blackouts of this service (C(service) and every C(project/service), or
+        only C(project/service) with O(project)), and return its running containers now in
+        RV(service) (no M(netfence.docker.blackout) run needed to look them up).
+      - Ignored for the selection when O(name) is given (RV(service) is still returned).
+    type: str
+  project:
+    description:
+      - With O(service), only that compose project's containers and blackout C(project/service).
+    type: str
 seealso:
   - module: netfence.docker.blackout
 '''
@@ -93,6 +104,29 @@ blackouts:
           addresses the host no longer has, C(uncovered) host addresses without rules (a bridge
           network created since, for example).
       type: dict
+    collateral:
+      description:
+        - Stale addresses now held by a container outside the blackout, which its rules now cut
+          (C(address), C(rule_for) the container the rules were made for, C(taken_by)).
+      type: list
+      elements: dict
+    uncovered_replicas:
+      description:
+        - Running containers of the service with addresses no rule covers (C(container),
+          C(addresses), C(new_replica) true when no rule at all was made for it).
+      type: list
+      elements: dict
+    partial:
+      description:
+        - Per container covered by rules, its addresses of a whole family without any rule (one
+          family's change landed, the other's did not); the blackout is then V(broken).
+      type: dict
+    members:
+      description:
+        - The running containers that belong to the blackout now (same keys as RV(service.containers)),
+          null when the engine did not answer.
+      type: list
+      elements: dict
     drift_checked:
       description:
         - Whether the rules could be compared with the containers. False when the Docker engine
@@ -126,6 +160,13 @@ firewall:
       firewall backend (C(backend)), C(bridge_nf_call) (the br_netfilter sysctls) and which of our
       nft tables hold rules (C(nft_tables)).
   returned: always
+  type: dict
+service:
+  description:
+    - With O(service), C(name), C(project), C(checked) (false when the engine did not answer) and
+      C(containers), the service's running containers now (C(name), C(id), C(state),
+      C(networks) with C(ipv4)/C(ipv6), C(ports)).
+  returned: when O(service) is given
   type: dict
 docker:
   description: Whether the engine answered, and its firewall backend.

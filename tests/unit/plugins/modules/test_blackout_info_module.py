@@ -98,6 +98,29 @@ def test_new_address_is_drift(fake_host, run_module):
     assert found['drift']['uncovered'] == {'lab-memcached-2': ['172.18.0.33']}
 
 
+def test_service_option_selects_its_blackouts_and_returns_its_containers(fake_host, run_module):
+    _firewall, engine = fake_host
+    run_module(blackout.main, {'service': 'memcached'})
+    run_module(blackout.main, {'service': 'bystander'})
+    result = info(run_module, service='memcached')
+    assert sorted(by_name(result)) == ['memcached']
+    assert [c['name'] for c in result['service']['containers']] == ['lab-memcached-1', 'lab-memcached-2']
+    assert result['service']['checked'] is True
+    assert [c['name'] for c in by_name(result)['memcached']['members']] == ['lab-memcached-1', 'lab-memcached-2']
+    assert info(run_module, service='memcached', project='other')['blackouts'] == []
+    engine.containers[1]['NetworkSettings']['Networks']['lab_front']['IPAddress'] = '172.18.0.33'
+    found = by_name(info(run_module, service='memcached'))['memcached']
+    assert found['uncovered_replicas'] == [{'container': 'lab-memcached-2', 'addresses': ['172.18.0.33'],
+                                            'new_replica': False}]
+    assert found['collateral'] == []
+
+
+def test_service_without_any_blackout_still_lists_its_containers(fake_host, run_module):
+    result = info(run_module, service='memcached')
+    assert result['blackouts'] == []
+    assert [c['name'] for c in result['service']['containers']] == ['lab-memcached-1', 'lab-memcached-2']
+
+
 def test_engine_unreachable_still_lists_blackouts(fake_host, run_module):
     _firewall, engine = fake_host
     run_module(blackout.main, {'service': 'memcached'})
