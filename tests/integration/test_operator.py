@@ -182,6 +182,35 @@ def test_renewal_never_lets_a_connection_through(hosts):
     assert restore.rc == 0, restore
 
 
+def test_renewal_on_the_nftables_backend_never_lets_a_connection_through(hosts, run_module):
+    """The same with backend nftables (table inet netfence): the swap is one nft -f transaction."""
+    host = hosts[1]
+    first = run_module(host, 'blackout', service=SERVICE, backend='nftables', expires='30m')
+    assert not first.failed and first['firewall']['backend'] == 'nftables', first
+    assert connect(host.addr) == 'refused'
+    clients = Clients([host], limit=2000, pause=0.01)
+    clients.start()
+    time.sleep(0.3)
+    started = time.time()
+    renewed = run_module(host, 'blackout', service=SERVICE, backend='nftables', expires='2h', reason='overrun')
+    ended = time.time()
+    time.sleep(0.3)
+    seen = clients.finish()
+    assert not renewed.failed, renewed
+    assert seen[0][0] < started and seen[-1][0] > ended, 'the client loop did not cover the renewal'
+    during = [o for t, h, o in seen if started <= t <= ended]
+    print(f'nft renewal: {len(during)} connection attempts during the {ended - started:.1f} s module run, '
+          f'{sum(o != "refused" for t, h, o in seen)} not refused')
+    assert len(during) >= 50 and all(o == 'refused' for t, h, o in seen), [o for t, h, o in seen if o != 'refused']
+    assert renewed['audit']['event'] == 'renewal' and renewed['expires'] != first['expires']
+    assert renewed['since'] == first['since']
+    info = run_module(host, 'blackout_info')
+    (bo,) = [b for b in info['blackouts'] if b['name'] == SERVICE]
+    assert bo['expires'] == renewed['expires'] and bo['backend'] == 'nftables' and bo['reason'] == 'overrun', bo
+    gone = run_module(host, 'blackout', service=SERVICE, state='absent', verify=True)
+    assert not gone.failed and connect(host.addr) == 'ok', gone
+
+
 # --- the panic button --------------------------------------------------------------------------
 
 def test_panic_button_lifts_every_blackout_whatever_its_name(hosts, firewall_snapshot):
