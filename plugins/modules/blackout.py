@@ -458,7 +458,11 @@ audit:
       of lines with O(all=true)).
   returned: always
   type: dict
-  sample: {event: renewal, logged: 'renewal memcached by=alice reason="deploy" expires=2026-12-02T14:00:00Z added=12 removed=12 previous_expires=2026-12-02T13:00:00Z'}
+  sample:
+    event: renewal
+    logged: >-
+      renewal memcached by=alice reason="deploy" expires=2026-12-02T14:00:00Z added=12 removed=12
+      previous_expires=2026-12-02T13:00:00Z
 lifted:
   description:
     - With O(all=true), per blackout name, the rules removed (C(rules), C(ipv4), C(ipv6)), the
