@@ -88,6 +88,11 @@ def host_lines(host: str, res: t.Mapping[str, t.Any], state: str, check_mode: bo
         _count(res.get('added')), removed, ', expires %s' % res['expires'] if res.get('expires') else '',
         verify.get('summary') if isinstance(verify, t.Mapping) else 'skipped', ' [check mode]' if check_mode else '')
     out = [line]
+    lifted = res.get('lifted')
+    if isinstance(lifted, t.Mapping):  # restore.yml -e all=true: what the panic button removed
+        out.append('  lifted: ' + (', '.join('%s (%d rules%s)' % (name, (v or {}).get('rules') or 0,
+                                                                  '' if (v or {}).get('rules') else ', record only')
+                                             for name, v in sorted(lifted.items())) or 'nothing'))
     if state == 'present':
         addresses = ['%s %s (%s)' % (c.get('name'), addr, net)
                      for c in res.get('containers') or ()
@@ -255,12 +260,16 @@ def _blackout_failure(report: dict[str, t.Any], hosts: t.Sequence[str], hostvars
     return text
 
 
-def fleet_restore(hosts: t.Sequence[str], hostvars: t.Any, service: str, check_mode: bool = False) -> dict[str, t.Any]:
+def fleet_restore(hosts: t.Sequence[str], hostvars: t.Any, service: str, check_mode: bool = False,
+                  all_blackouts: bool = False) -> dict[str, t.Any]:
     """The outcome of restore.yml across ``hosts``: ``complete``, ``lines`` and ``message``.
 
     Per host ``restored`` or ``nothing to restore`` (different outcomes), and the other blackouts
     that still cover the service's containers (``covering``: blackout -> hosts).
+    ``all_blackouts``: restore.yml -e all=true (the panic button), every blackout whatever its name.
     """
+    if all_blackouts:
+        service = 'every netfence blackout'
     failed: dict[str, str] = {}
     unreachable: dict[str, str] = {}
     restored: list[str] = []
@@ -284,6 +293,8 @@ def fleet_restore(hosts: t.Sequence[str], hostvars: t.Any, service: str, check_m
     complete = not (failed or unreachable)
     if not complete:
         head = 'Restore of %s FAILED on some hosts.' % service
+    elif all_blackouts:
+        head = 'Every netfence blackout lifted on every host (%d).' % len(hosts)
     elif not restored:
         head = 'Nothing to restore: no blackout %s on any host (%d).' % (service, len(hosts))
     elif nothing_to_do:
@@ -310,7 +321,7 @@ def fleet_restore(hosts: t.Sequence[str], hostvars: t.Any, service: str, check_m
 
 
 _SEVERITY = ('none', 'active', 'expired', 'drifted', 'broken', 'error', 'unreachable')
-_COLUMNS = ('host', 'service', 'state', 'containers', 'addresses', 'rules', 'since', 'expires', 'drift')
+_COLUMNS = ('host', 'service', 'state', 'containers', 'addresses', 'rules', 'since', 'expires', 'who', 'why', 'drift')
 
 
 def _addresses(containers: t.Iterable[t.Mapping[str, t.Any]]) -> list[str]:
@@ -350,7 +361,9 @@ def _status_blackout(b: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
             'rules': _count(b.get('rules')), 'paths': list(b.get('paths') or ()),
             'since': b.get('since'), 'expires': b.get('expires'), 'drift': b.get('drift') or {},
             'collateral': list(b.get('collateral') or ()), 'uncovered': list(b.get('uncovered_replicas') or ()),
-            'drift_text': drift_text(b)}
+            'drift_text': drift_text(b),
+            # who asked for it and why (blackout_info from the state record; issue #17)
+            'requested_by': b.get('requested_by'), 'reason': b.get('reason')}
 
 
 def _status_host(info: t.Any) -> dict[str, t.Any]:
@@ -390,14 +403,15 @@ def _status_rows(host: str, row: t.Mapping[str, t.Any], name: str) -> list[dict[
                  'containers': joined(row['containers'] if row['running'] else None),
                  'addresses': joined(row['addresses'] if row['running'] else None),
                  'rules': str(row['rules']), 'since': row['since'] or '-', 'expires': row['expires'] or '-',
-                 'drift': '-'}]
+                 'drift': '-', 'who': '-', 'why': '-'}]
     # The service's containers and addresses as they are now (not the addresses the rules were made
     # for: after drift those may belong to another container, which the drift column names).
     return [{'host': host, 'service': b['name'], 'state': b['state'],
              'containers': joined(b['members'] if b['members'] is not None else b['containers']),
              'addresses': joined(b['member_addresses'] if b['members'] is not None else b['addresses']),
              'rules': str(b['rules']), 'since': b['since'] or '-', 'expires': b['expires'] or '-',
-             'drift': b['drift_text']} for b in row['blackouts']]
+             'drift': b['drift_text'], 'who': b['requested_by'] or '-', 'why': b['reason'] or '-'}
+            for b in row['blackouts']]
 
 
 def table(rows: t.Sequence[t.Mapping[str, str]], columns: t.Sequence[str] = _COLUMNS) -> list[str]:
@@ -451,6 +465,7 @@ def blackout_input_error(params: t.Mapping[str, t.Any]) -> str:
     try:
         manager.name()
         manager.options()
+        manager.audit_given()
     except BlackoutError as exc:
         return 'Invalid input: %s' % exc
     return ''

@@ -654,6 +654,8 @@ def before_run(module: t.Any, manager: t.Any) -> bool:
     p = module.params
     if module.check_mode:
         return False
+    if p.get('all') and p.get('state') == 'absent':
+        return stop_engine_watchers(docker_host_of(p))
     rollback = p.get('rollback')
     if rollback is not None:
         name = rollback.get('name') if isinstance(rollback, dict) else None
@@ -669,10 +671,33 @@ def before_run(module: t.Any, manager: t.Any) -> bool:
         raise BlackoutError(str(exc), blackout=name) from None
 
 
+def stop_engine_watchers(docker_host: str) -> bool:
+    """The panic button (``all: true``): stop the watcher of every blackout of the engine at
+    ``docker_host`` before its rules are lifted. True when one was running."""
+    suffix = '.%s.pid' % hashlib.sha1(docker_host.encode('utf-8')).hexdigest()[:8]
+    try:
+        names = sorted(n for n in os.listdir(hold_dir()) if n.endswith(suffix))
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise BlackoutError('cannot list the hold watchers in %s: %s' % (hold_dir(), exc)) from None
+    stopped = False
+    for entry in names:
+        try:
+            stopped = stop(os.path.join(hold_dir(), entry)) or stopped
+        except HoldError as exc:
+            raise BlackoutError(str(exc)) from None
+    return stopped
+
+
 def after_run(module: t.Any, result: dict[str, t.Any], stopped: bool = False) -> dict[str, t.Any]:
     """Start (or keep) the watcher after a blackout with ``hold``; stop it otherwise. Sets
     ``result['hold']`` and makes ``changed`` true when a watcher had to be started or stopped."""
     p = module.params
+    if p.get('all'):  # the panic button stopped every watcher of the engine (before_run)
+        result['hold'] = {'enabled': False, 'running': False, 'pid': None, 'started': False, 'stopped': stopped}
+        result['changed'] = bool(result.get('changed') or stopped)
+        return result
     name = result['blackout']
     path = pid_path(name, docker_host_of(p))
     wanted = (bool(p.get('hold')) and p.get('state') == 'present' and p.get('rollback') is None

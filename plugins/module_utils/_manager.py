@@ -43,7 +43,8 @@ from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     netfence_rules_in_save,
     tag_of,
 )
-from ansible_collections.netfence.docker.plugins.module_utils import _backends, _drift, _hostcfg, _lock, _nft, _validate, _verify
+from ansible_collections.netfence.docker.plugins.module_utils import (
+    _audit, _backends, _drift, _hostcfg, _lock, _nft, _panic, _validate, _verify)
 from ansible_collections.netfence.docker.plugins.module_utils._nft import (
     Nft,
     NftError,
@@ -93,6 +94,9 @@ BLACKOUT_ARGUMENT_SPEC: dict[str, dict[str, t.Any]] = dict(
     lock_timeout={'type': 'int', 'default': 60},
     rollback={'type': 'dict'},
     hold={'type': 'bool', 'default': False},  # the watcher: _hold.py
+    # who and why (_audit.py), and the panic button (_panic.py): issue #17
+    all={'type': 'bool'},
+    **_audit.AUDIT_ARGUMENT_SPEC,
 )
 
 
@@ -215,6 +219,7 @@ class Target:
     record: dict[str, t.Any] | None = None
     since: dt.datetime | None = None
     deadline: dt.datetime | None = None
+    audit: dict[str, t.Any] | None = None  # reason / requested_by to record (_audit.py)
 
 
 @dataclasses.dataclass
@@ -527,6 +532,9 @@ class BlackoutManager(_HostManager):
 
     def run(self) -> dict[str, t.Any]:
         """validate → lock → read → plan → changes → (check mode stops) apply all or nothing → record."""
+        given = self.audit_given()
+        if self.params.get('all'):  # the panic button: every netfence blackout of the host
+            return self.lift_all(given)
         target = self.target()
         with self.host_lock(target.name):
             view = self.read(target.name, target.mode == 'present' and target.backend == 'iptables')
@@ -534,6 +542,7 @@ class BlackoutManager(_HostManager):
             try:
                 self.plan_target(target, view)
                 changes = self.changes(target, view)
+                target.audit = self.audit_fields(target, view, changes, given)
                 cleaned: list[str] = []
                 record_changed = False
                 if not self.module.check_mode:
@@ -543,13 +552,67 @@ class BlackoutManager(_HostManager):
                 exc.details.setdefault('prior', prior)
                 raise
         result = self.result(target, view, changes, prior, cleaned, record_changed)
+        self.audit_result(target, view, changes, given, result)
         return self.finish(target, view, result)
+
+    # -- who and why (_audit.py), the panic button (_panic.py): issue #17 ------------------------
+
+    def audit_given(self) -> dict[str, str | None]:
+        """The validated ``reason`` / ``requested_by`` of this run (None when not given)."""
+        try:
+            return _audit.from_params(self.params)
+        except _audit.AuditError as exc:
+            raise BlackoutError(str(exc)) from None
+
+    def lift_all(self, given: dict[str, str | None]) -> dict[str, t.Any]:
+        """``all: true``: every netfence blackout of the host, under the host lock; then the port check."""
+        try:
+            _panic.validate(self.params)
+        except _panic.PanicError as exc:
+            raise BlackoutError(str(exc)) from None
+        with self.host_lock('all'):
+            result, removed = _panic.lift_all(self, given)
+        return _panic.finish(self, result, removed)
+
+    def _mine(self, name: str, view: HostView) -> list[t.Any]:
+        return [r for r in view.existing + [r for r in view.nft if r.tag is not None]
+                if r.tag.bo == name and not r.expired(self.now)]
+
+    def audit_fields(self, target: Target, view: HostView, changes: list[_backends.Change],
+                     given: dict[str, str | None]) -> dict[str, t.Any] | None:
+        """The reason / requested_by to record with a blackout that keeps rules; None otherwise."""
+        if target.mode != 'present' or not any(c.planned for c in changes):
+            return None
+        return _audit.merged(view.record, given, _audit.expiry_changed(self._mine(target.name, view), target.deadline))
+
+    def audit_result(self, target: Target, view: HostView, changes: list[_backends.Change],
+                     given: dict[str, str | None], result: dict[str, t.Any]) -> None:
+        """reason, requested_by and audit (event, the line logged) into ``result``; a new reason or
+        requester alone is a change (a renewal: only the state record changes)."""
+        name = target.name
+        if target.mode == 'rollback':
+            fields = {f: (target.record or {}).get(f) for f in _audit.FIELDS}
+            line = _audit.log_line('rollback', name, dict(fields, requested_by=given.get('requested_by')))  \
+                if result['changed'] and not self.module.check_mode else None
+            result.update(fields, audit={'event': 'rollback' if result['changed'] else None, 'logged': line})
+            return
+        added = [r for c in changes for r in c.to_add]
+        removed = [r for c in changes for r in c.to_remove if r.tag is not None and r.tag.bo == name]
+        result.update(_audit.run_result(name, target.audit is not None, target.audit or given, given,
+                                        self._mine(name, view), target.deadline, added, removed, view.record,
+                                        log=not self.module.check_mode))
+        if target.audit is not None and _audit.changed(target.audit, view.record) and not result['changed']:
+            result['changed'] = True
+            result['outcome'] = 'applied'
 
     def target(self) -> Target:
         """The validated inputs: what this run is to make of which blackout."""
         p = self.params
         if p.get('rollback') is not None:
             return self.rollback_target()
+        if all(p.get(k) is None for k in ('service', 'containers', 'labels')):
+            raise BlackoutError('one of the following is required: service, containers, labels, rollback (or all: '
+                                'true with state: absent)')
         name = self.name()
         options, expires = self.options()
         mode = p['state']
@@ -864,6 +927,8 @@ class BlackoutManager(_HostManager):
             rules = [r for c in changes for r in c.planned]
             entry = _hostcfg.record_entry(rules, iso(target.since), iso(target.deadline),
                                           target.backend) if rules else None
+            if entry is not None and target.audit is not None:
+                entry.update(target.audit)
         created = [e for c in changes if isinstance(c, _backends.IptablesChange) and c.applied for e in c.created]
         holding = _backends.holding_chains(changes)
         cleaned: list[str] = []
@@ -982,6 +1047,7 @@ class InfoManager(_HostManager):
         report['backend'] = (entry or {}).get('backend') or (
             'nftables' if any(getattr(r, 'nfamily', None) == 'inet' for r in rules) else 'iptables')
         report['recorded'] = entry is not None
+        report.update({f: (entry or {}).get(f) for f in _audit.FIELDS})
         report['missing_rules'] = 0
         if entry is None or report['state'] == 'expired':
             return report

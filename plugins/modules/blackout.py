@@ -241,6 +241,35 @@ options:
         O(labels), O(name), O(project), O(expires), O(ports), O(allow_from)). RV(outcome) is
         V(rolled_back), or V(unchanged) when the host already matched.
     type: dict
+  reason:
+    description:
+      - Why the blackout is made (or renewed, or lifted), as free text, for the people who find it.
+      - Recorded with the blackout in the host's state record (C(/var/lib/netfence/blackouts.json)),
+        returned by M(netfence.docker.blackout_info) and shown by the status playbook, and written to
+        the host's log (syslog, ident C(netfence)) on blackout, renewal, repair and restore.
+      - One line of printable text (no control characters, newlines or tabs), at most 200
+        characters. A run without it keeps the recorded reason; a new reason is a renewal
+        (logged, C(changed)).
+    type: str
+  requested_by:
+    description:
+      - Who asked for the change (the controller-side user). The collection's playbooks pass
+        C(awx_user_name) / C(tower_user_name) when defined, else the controller's C($USER).
+      - Recorded, returned and logged like O(reason). A user name of letters, digits and
+        C(_.@+-), starting with a letter or digit, at most 64 characters.
+    type: str
+  all:
+    description:
+      - The panic button. With O(state=absent), lift every netfence blackout on the host whatever
+        its name; mutually exclusive with O(service), O(project), O(containers), O(labels) and
+        O(name).
+      - Removes every rule whose comment is a netfence tag, in every iptables variant (nft and
+        legacy) and family, the tagged rules of C(table inet netfence) and C(table bridge
+        netfence) (a table left empty goes too), and every blackout of the host's state record.
+        A rule without a netfence tag is never removed.
+      - The result's RV(lifted) says per blackout how many rules went. With O(verify=true), the
+        published TCP ports of the containers named in the removed rules are checked to answer.
+    type: bool
 seealso:
   - module: netfence.docker.blackout_info
   - name: Docker and iptables
@@ -296,6 +325,20 @@ EXAMPLES = r'''
     service: memcached
     expires: 2h
     hold: true
+
+- name: Black out memcached for a deploy, saying who and why (logged on the host, shown by status)
+  netfence.docker.blackout:
+    service: memcached
+    expires: 1h
+    reason: deploy 2026.12.02 (CHANGE-1234)
+    requested_by: "{{ awx_user_name | default(lookup('env', 'USER')) }}"
+  become: true
+
+- name: Panic button, lift every netfence blackout on the host whatever its name
+  netfence.docker.blackout:
+    state: absent
+    all: true
+    reason: incident 77, everything back
   become: true
 
 - name: Restore, and check that every published port answers again, also on the host's address
@@ -462,6 +505,40 @@ hold:
       description: This run stopped it (O(state=absent), O(hold=false), a O(rollback) to no rules).
       type: bool
   sample: {enabled: true, running: true, pid: 41873, started: true, stopped: false}
+
+reason:
+  description: The blackout's recorded reason (the one given, else the one recorded before); for a
+    restore, the one given. Null when none.
+  returned: always
+  type: str
+  sample: deploy 2026.12.02 (CHANGE-1234)
+requested_by:
+  description: Who asked for it, recorded like RV(reason).
+  returned: always
+  type: str
+  sample: alice
+audit:
+  description:
+    - What this run did to the blackout, as logged on the host (syslog, ident C(netfence)).
+    - C(event) is V(blackout), V(renewal) (expiry, reason or requester changed), V(repair) (rules
+      put back), V(restore), or null when nothing changed; C(logged) is the line written (a list
+      of lines with O(all=true)).
+  returned: always
+  type: dict
+  sample:
+    event: renewal
+    logged: >-
+      renewal memcached by=alice reason="deploy" expires=2026-12-02T14:00:00Z added=12 removed=12
+      previous_expires=2026-12-02T13:00:00Z
+lifted:
+  description:
+    - With O(all=true), per blackout name, the rules removed (C(rules), C(ipv4), C(ipv6)), the
+      containers named in them, and what the state record held (C(recorded), C(since),
+      C(expires), C(reason), C(requested_by)).
+  returned: when O(all=true)
+  type: dict
+  sample: {memcached: {rules: 14, ipv4: 10, ipv6: 4, containers: [lab-memcached-1], recorded: true,
+                       since: '2026-12-02T12:00:00Z', expires: null, reason: deploy, requested_by: alice}}
 firewall:
   description: What the module found on the host and used.
   returned: always
@@ -521,8 +598,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=BLACKOUT_ARGUMENT_SPEC,
         mutually_exclusive=[('service', 'containers', 'labels', 'rollback')]
-        + [('rollback', other) for other in ('name', 'project', 'expires', 'ports', 'allow_from')],
-        required_one_of=[('service', 'containers', 'labels', 'rollback')],
+        + [('rollback', other) for other in ('name', 'project', 'expires', 'ports', 'allow_from', 'all')],
+        required_one_of=[('service', 'containers', 'labels', 'rollback', 'all')],
         required_by={'project': 'service'},
         supports_check_mode=True,
     )

@@ -156,6 +156,13 @@ blackouts:
           with C(enabled) means it died, the next blackout run restarts it); C(pid).
       type: dict
       sample: {enabled: true, running: true, pid: 41873}
+    reason:
+      description: Why the blackout was made (option C(reason) of M(netfence.docker.blackout)), from
+        the state record; null when none was given or the blackout is not recorded.
+      type: str
+    requested_by:
+      description: Who asked for it (option C(requested_by)), from the state record; null when unknown.
+      type: str
 firewall:
   description:
     - What the module found on the host (iptables variant, families, forward chains), the engine's

@@ -37,7 +37,7 @@ def test_tarball_holds_only_what_users_need(installed):
     for needed in ('README.md', 'meta/runtime.yml', 'plugins/modules/blackout.py', 'plugins/modules/blackout_info.py',
                    'plugins/module_utils/_planner.py', 'roles/blackout/tasks/main.yml',
                    'roles/blackout/meta/argument_specs.yml', 'playbooks/blackout.yml', 'playbooks/restore.yml',
-                   'playbooks/status.yml', 'changelogs/changelog.yaml'):
+                   'playbooks/status.yml', 'playbooks/drain.yml', 'changelogs/changelog.yaml'):
         assert needed in names
     dev_only = ('tests', 'bench', 'tools', 'docs', 'build', '.ci', '.ansible', 'extensions')
     unwanted = [n for n in names if n.split('/')[0] in dev_only or n.startswith('playbooks/collections')
@@ -61,6 +61,7 @@ def test_collection_playbooks_load_after_install(installed, tmp_path):
     inventory = tmp_path / 'hosts.ini'
     inventory.write_text('[lab]\nsomehost ansible_connection=local\n', encoding='utf-8')
     env = {'ANSIBLE_COLLECTIONS_PATH': str(dest)}
-    for playbook in ('netfence.docker.blackout', 'netfence.docker.restore', 'netfence.docker.status'):
+    for playbook in ('netfence.docker.blackout', 'netfence.docker.restore', 'netfence.docker.status',
+                     'netfence.docker.drain'):
         _run([BIN / 'ansible-playbook', '-i', inventory, playbook, '--syntax-check', '-e', 'service=memcached'],
              env=env, cwd=tmp_path)

@@ -231,7 +231,7 @@ def test_fleet_status_tells_collateral_and_uncovered():
     lines = status['lines']
     assert lines[0] == 'memcached on 3 host(s): drifted=1 none=1 unreachable=1'
     assert lines[1].split() == ['HOST', 'SERVICE', 'STATE', 'CONTAINERS', 'ADDRESSES', 'RULES', 'SINCE', 'EXPIRES',
-                                'DRIFT']
+                                'WHO', 'WHY', 'DRIFT']
     row = lines[2]
     assert row.split()[:7] == ['h1', 'memcached', 'drifted', 'lab-memcached-1,lab-memcached-2', '172.18.0.2,172.18.0.9',
                                '3', '2026-11-27T12:00:00Z']

@@ -403,3 +403,35 @@ def test_hold_manager_checks_the_record_under_the_lock_and_needs_a_running_conta
     monkeypatch.setattr(_hold.HoldManager, 'containers', lambda self: [])
     with pytest.raises(_hold.NothingRunning):
         manager.selected('memcached')
+
+
+class _Module:
+    check_mode = False
+
+    def __init__(self, params):
+        self.params = params
+
+
+def test_the_panic_button_stops_every_watcher_of_its_engine_and_no_other(tmp_path, monkeypatch):
+    """all: true lifts every blackout: each watcher of that engine is stopped first (it would put
+    the rules back), watchers of another engine on the same machine are left alone."""
+    monkeypatch.setenv('NETFENCE_STATE_FILE', str(tmp_path / 'blackouts.json'))
+    os.makedirs(_hold.hold_dir())
+    mine = [_hold.pid_path(n, 'unix:///var/run/docker.sock') for n in ('memcached', 'lab/web')]
+    other = _hold.pid_path('memcached', 'unix:///run/other.sock')
+    for path in mine + [other]:
+        open(path, 'w', encoding='ascii').close()
+    stopped = []
+    monkeypatch.setattr(_hold, 'stop', lambda path: stopped.append(path) or True)
+    module = _Module({'state': 'absent', 'all': True, 'docker_host': None, 'rollback': None})
+    assert _hold.before_run(module, manager=None) is True
+    assert sorted(stopped) == sorted(mine)
+    result = _hold.after_run(module, {'changed': False}, True)
+    assert result['changed'] is True and result['hold']['stopped'] is True and result['hold']['running'] is False
+
+
+def test_the_panic_button_without_any_watcher_stops_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv('NETFENCE_STATE_FILE', str(tmp_path / 'blackouts.json'))
+    module = _Module({'state': 'absent', 'all': True, 'docker_host': None, 'rollback': None})
+    assert _hold.before_run(module, manager=None) is False
+    assert _hold.after_run(module, {'changed': False}, False)['changed'] is False
