@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import netfence_lab  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from test_fleet import (  # noqa: E402  pylint: disable=wrong-import-position,import-error
-    netfence_rule_count, playbook, status_of)
+    netfence_rule_count, status_of)
+from test_fleet import playbook as fleet_playbook  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='the lab needs root')
 
@@ -51,6 +52,16 @@ def connect(addr, port=PORT, timeout=1.0):
         return 'timeout'
     except OSError as exc:
         return str(exc)
+
+
+# The hosts these tests watch (the first two of the lab, set by the ``hosts`` fixture): every
+# playbook run is limited to them, so that a lab with more hosts gives the same reports.
+WATCHED: list[str] = []
+
+
+def playbook(*args, limit=None, **kwargs):
+    """test_fleet's playbook runner, limited to the watched hosts unless told otherwise."""
+    return fleet_playbook(*args, limit=limit or ','.join(WATCHED), **kwargs)
 
 
 class Clients(threading.Thread):
@@ -93,6 +104,7 @@ def hosts():
     if any(netfence_rule_count(h) for h in found):
         lift_everything()
     assert not any(netfence_rule_count(h) for h in found)
+    WATCHED[:] = [h.name for h in found[:2]]
     yield found[:2]
     lift_everything()
 
