@@ -29,6 +29,9 @@ Public API (for tests; put ``tests/lab`` on ``sys.path``)::
         .initial / .established / .exchange(timeout) / .wait_error(timeout) / .close()
     service_containers(host, service='memcached') -> (service attrs, client attrs)
     host_exec(host, argv) -> subprocess.CompletedProcess   (inside the host's netns)
+    restart_engine(host) -> pid           dockerd stopped and started again, deployment restarted
+    wait_ready(hosts, full=True)          what up() waits for (IPv6 DAD, engines, open paths)
+    docker29_available() / default_shape()
     inventory_path() -> str               leftovers() -> dict (what of the lab exists)
 """
 
@@ -1603,6 +1606,33 @@ def _up(wanted):
     wait_ready(wanted)
     LOG.info('lab up in %.1f s; inventory: %s', time.monotonic() - start, INVENTORY)
     return wanted
+
+
+def restart_engine(host, timeout=60):
+    """Stop ``host``'s dockerd (SIGTERM, as a service manager would), start it again with the
+    same arguments and start the deployment's containers again (no live-restore: dockerd stops
+    them).  Waits for engine, sshd and IPv6; not for open paths (a blackout may be active).
+    Returns dockerd's new pid."""
+    host = _as_host(host)
+    require_root()
+    with _locked():
+        pid_file = os.path.join(host.run_dir, 'dockerd.spawn.pid')
+        pid = _read_pid(pid_file)
+        if _pid_alive(pid, 'dockerd'):
+            _kill_and_wait({pid}, timeout)
+        _start_dockerd(host)
+        _wait_dockerd(host)
+        client = host.client(timeout=60)
+        try:
+            for spec in CONTAINERS:
+                cont = client.containers.get(spec['name'])
+                if cont.status != 'running':
+                    cont.start()
+        finally:
+            client.close()
+        _apply_brnf(host)
+        wait_ready([host], full=False)
+        return _read_pid(pid_file)
 
 
 # --------------------------------------------------------------------------- status
