@@ -8,12 +8,13 @@ LAB     := $(PY) tests/lab/lab.py
 PYTEST_ARGS ?=
 
 .PHONY: help deps demo test unit integration sanity lint molecule lab-up lab-down lab-status \
-        probe bench build-collection root-firewall-snapshot clean
+        probe bench build-collection root-firewall-snapshot clean test-repeat
 
 help:
 	@echo "make demo   - set up everything, bring the lab up, show a blackout and its restore"
 	@echo "make test   - every test: sanity, ansible-lint, molecule, unit and integration (pytest)"
 	@echo "make bench  - benchmarks (not part of make test); results in bench/results/"
+	@echo "make test-repeat N=3 - the integration suite N times, each from a lab taken down first"
 
 deps:
 	@bash tools/setup
@@ -65,6 +66,12 @@ integration: deps lab-up
 test: deps root-firewall-snapshot lab-up sanity lint molecule
 	NETFENCE_ROOT_FW_BEFORE=$(CURDIR)/$(BUILD)/root-firewall.before \
 	  $(PY) -m pytest -p no:cacheprovider tests/unit tests/integration $(PYTEST_ARGS)
+
+# The integration suite N times, each round from `lab.py down` of the lab (not --all): proof that
+# it passes on a cold lab every time. Each round's result and duration is printed.
+N ?= 3
+test-repeat: deps
+	@N=$(N) PY=$(PY) PYTEST_ARGS="$(PYTEST_ARGS)" bash tools/test-repeat
 
 bench: deps
 	$(PY) bench/run.py
