@@ -440,15 +440,20 @@ def _nft_tables(lines: list[str]) -> dict[str, list[str]]:
 
 
 def _engine_identity(host) -> tuple:
-    """dockerd's pid and the deployment's container ids: they change when the engine restarts or the lab is
-    rebuilt (and with them Docker's own rules: bridge names, addresses)."""
+    """dockerd's pid and the deployment's containers (id, state, address): they change when the engine
+    restarts, the lab is rebuilt or a test restarts a container (and with them Docker's own rules: bridge
+    names, addresses, the order of its per-container rules)."""
     pid = netfence_lab._read_pid(os.path.join(host.run_dir, 'dockerd.spawn.pid'))  # pylint: disable=protected-access
     names = {spec['name'] for spec in netfence_lab.CONTAINERS}
     try:
         client = host.client(timeout=10)
         try:
-            ids = sorted(c.id for c in client.containers.list(all=True, sparse=True, ignore_removed=True)
-                         if c.attrs.get('Names', [''])[0].lstrip('/') in names)
+            ids = []
+            for cont in client.containers.list(all=True, sparse=True, ignore_removed=True):
+                if cont.attrs.get('Names', [''])[0].lstrip('/') in names:
+                    state = client.api.inspect_container(cont.id)['State']
+                    ids.append((cont.id, state.get('Status'), state.get('StartedAt')))
+            ids.sort()
         finally:
             client.close()
     except Exception:  # pylint: disable=broad-except
@@ -474,10 +479,29 @@ def host_snapshot(host) -> dict:
                   if line.strip()]
     state = Path(host.lib_dir) / 'netfence-state' / 'blackouts.json'
     try:
-        out['state'] = [state.read_text(encoding='utf-8')]
+        raw = state.read_text(encoding='utf-8')
     except OSError:
-        out['state'] = []
+        raw = None
+    out['state'] = _state_lines(raw)
     out['engine'] = [repr(_engine_identity(host))]
+    out['_state_raw'] = raw  # what a repair puts back; not compared
+    return out
+
+
+def _state_lines(raw: str | None) -> list[str]:
+    """The netfence state record as comparable lines: its blackouts and created objects per engine (a record
+    without any is the same as none: the module may write an empty one)."""
+    if raw is None:
+        return []
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return [f'! unreadable: {raw[:200]}']
+    out = []
+    for key, rec in sorted((data.get('hosts') or {}).items()):
+        for name, blackout in sorted((rec.get('blackouts') or {}).items()):
+            out.append(f'{key} blackout {name}: {json.dumps(blackout, sort_keys=True)}')
+        out += [f'{key} created: {json.dumps(c, sort_keys=True)}' for c in rec.get('created') or []]
     return out
 
 
@@ -485,6 +509,7 @@ def ours(snap: dict) -> dict:
     """The part of a snapshot that is netfence's: tagged rules, our nft tables, the table names, the state."""
     tables = _nft_tables(snap.get('nft', []))
     out = {key: [line for line in lines if _TAG in line] for key, lines in snap.items() if '/' in key}
+    out['_state_raw'] = snap.get('_state_raw')
     out['nft tables'] = sorted(tables)
     for family, name in OUR_NFT_TABLES:
         out[f'nft {family} {name}'] = tables.get(f'{family} {name}', [])
@@ -530,9 +555,9 @@ def repair_host(host, before: dict) -> list[str]:
             res = netfence_lab.host_exec(host, ['nft', 'delete', 'table', family, table], check=False)
             done.append(f'nft delete table {name}' + ('' if res.returncode == 0 else f' FAILED: {res.stderr.strip()}'))
     state = Path(host.lib_dir) / 'netfence-state' / 'blackouts.json'
-    if now.get('state') != before.get('state'):
-        if before.get('state'):
-            state.write_text(before['state'][0], encoding='utf-8')
+    if now.get('state') != before.get('state') and now.get('engine') == before.get('engine'):
+        if before.get('_state_raw') is not None:
+            state.write_text(before['_state_raw'], encoding='utf-8')
         else:
             state.unlink(missing_ok=True)
         done.append(f'state record {state} put back')
@@ -590,12 +615,15 @@ def isolated_firewalls(request):
     after = _snap_all(hosts)
     for host in hosts:
         old, new = before.get(host.name), after[host.name]
-        if old is None or new == old:
+        if old is None or {k: v for k, v in new.items() if k != '_state_raw'} == \
+                {k: v for k, v in old.items() if k != '_state_raw'}:
             continue
         same_engine = new['engine'] == old['engine']
         a, b = (old, new) if same_engine else (ours(old), ours(new))
-        a = {k: v for k, v in a.items() if k != 'engine'}
-        b = {k: v for k, v in b.items() if k != 'engine'}
+        # A rebuilt lab starts without a state record: the record is compared on the same engine only.
+        skip = {'engine', '_state_raw'} | (set() if same_engine else {'state'})
+        a = {k: v for k, v in a.items() if k not in skip}
+        b = {k: v for k, v in b.items() if k not in skip}
         diff = snapshot_diff(a, b)
         if not diff:
             continue

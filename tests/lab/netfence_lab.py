@@ -1608,6 +1608,22 @@ def _up(wanted):
     return wanted
 
 
+def _restart_sshd(host):
+    """Restart the host's sshd, its open sessions (and so Ansible's persisted connections) too."""
+    stat = os.stat(host.netns_path)
+    pids = set()
+    for entry in os.listdir('/proc'):
+        if entry.isdigit() and os.path.basename(_cmdline(int(entry)).split(' ', 1)[0]).startswith('sshd'):
+            with contextlib.suppress(OSError):
+                ns = os.stat(f'/proc/{entry}/ns/net')
+                if (ns.st_dev, ns.st_ino) == (stat.st_dev, stat.st_ino):
+                    pids.add(int(entry))
+    pids |= {_read_pid(os.path.join(host.run_dir, name)) for name in ('sshd.pid', 'sshd.spawn.pid')}
+    _kill_and_wait({p for p in pids if _pid_alive(p)}, 10)
+    _start_sshd(host)
+    _wait_sshd(host)
+
+
 def restart_engine(host, timeout=60):
     """Stop ``host``'s dockerd (SIGTERM, as a service manager would), start it again with the
     same arguments and start the deployment's containers again (no live-restore: dockerd stops
@@ -1622,6 +1638,9 @@ def restart_engine(host, timeout=60):
             _kill_and_wait({pid}, timeout)
         _start_dockerd(host)
         _wait_dockerd(host)
+        # sshd's mount namespace bind-mounts the engine's socket file: the new dockerd made a new
+        # one, so sshd is restarted to show SSH sessions the new engine.
+        _restart_sshd(host)
         client = host.client(timeout=60)
         try:
             for spec in CONTAINERS:
