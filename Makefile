@@ -15,13 +15,14 @@ COMPAT_STEPS ?= sanity,unit,smoke
 COMPAT_ROOT  ?= /opt/netfence
 
 .PHONY: help deps demo test unit integration sanity lint molecule lab-up lab-down lab-status \
-        probe bench build-collection root-firewall-snapshot clean checkout-link compat ee-context
+        probe bench build-collection root-firewall-snapshot clean checkout-link compat ee-context test-repeat
 
 help:
 	@echo "make demo   - set up everything, bring the lab up, show a blackout and its restore"
 	@echo "make test   - every test: sanity, ansible-lint, molecule, unit and integration (pytest)"
 	@echo "make bench  - benchmarks (not part of make test); results in bench/results/"
 	@echo "make compat - sanity, unit tests and a lab smoke test on every supported ansible-core"
+	@echo "make test-repeat N=3 - the integration suite N times, each from a lab taken down first"
 
 # playbooks/collections/ansible_collections/netfence/docker -> the checkout (generated, ignored).
 checkout-link:
@@ -94,6 +95,12 @@ ee-context: deps
 	@rm -rf $(BUILD)/ee && mkdir -p $(BUILD)/ee
 	ansible-galaxy collection build --output-path $(BUILD)/ee .
 	ansible-builder create -f execution-environment.yml -c $(BUILD)/ee/context
+
+# The integration suite N times, each round from `lab.py down` of the lab (not --all): proof that
+# it passes on a cold lab every time. Each round's result and duration is printed.
+N ?= 3
+test-repeat: deps
+	@N=$(N) PY=$(PY) PYTEST_ARGS="$(PYTEST_ARGS)" bash tools/test-repeat
 
 bench: deps
 	$(PY) bench/run.py

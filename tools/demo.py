@@ -1,6 +1,7 @@
 """`make demo`: the lab's traffic matrix before, during and after a blackout of memcached.
 
-Brings the lab up (idempotent), prints the probe matrix of every host, runs
+Brings the lab up (idempotent; with ../shared/docker29 beside the checkout it has two Docker 29
+hosts, one with Docker's nftables firewall backend), prints the probe matrix of every host, runs
 playbooks/blackout.yml -e service=memcached over SSH against the lab inventory, prints the
 matrix again, runs playbooks/restore.yml, prints it a third time, and checks that no netfence
 rule is left on any host. Exit status 1 when a matrix is not what the blackout promises.
@@ -29,7 +30,8 @@ def matrices(hosts: list) -> dict:
 def show(title: str, hosts: list, results: dict) -> None:
     print(f'\n## {title}\n')
     for host in hosts:
-        print(f'### {host.name} ({host.addr}, Docker {host.series})')
+        backend = ', nftables firewall backend' if host.has('nft-backend') else ''
+        print(f'### {host.name} ({host.addr}, Docker {host.series}{backend})')
         print(netfence_lab.render_table(results[host.name]))
 
 
@@ -72,6 +74,9 @@ def leftover_rules(hosts: list) -> int:
         for save in ('iptables-save', 'ip6tables-save'):
             out = netfence_lab.host_exec(host, [save]).stdout
             count += sum('netfence' in line for line in out.splitlines() if line.startswith('-A'))
+        # Docker 29 with its nftables backend: the blackout lives in our table inet netfence.
+        res = netfence_lab.host_exec(host, ['nft', 'list', 'table', 'inet', 'netfence'], check=False)
+        count += sum('"netfence bo=' in line for line in res.stdout.splitlines()) if res.returncode == 0 else 0
     return count
 
 
@@ -79,7 +84,9 @@ def main() -> int:
     hosts = netfence_lab.up()
     inventory = netfence_lab.inventory_path()
     print(f'# netfence.docker demo: black out `{SERVICE}` on {len(hosts)} lab hosts '
-          f"({', '.join(f'{h.name}=Docker {h.series}' for h in hosts)})")
+          f"({', '.join(f'{h.name}=Docker {h.series}' + (' nftables' if h.has('nft-backend') else '') for h in hosts)})")
+    if not netfence_lab.docker29_available(say=False):
+        print('(Docker 29 not available here: no ../shared/docker29 beside the checkout; the lab runs without it)')
     print('Paths: external = another machine -> host:published port; localhost4/6 = 127.0.0.1 / [::1] on '
           'the host (docker-proxy); own_addr = the host to its own address (nat OUTPUT); peer:<net> = a '
           'container on that network -> the service; egress = the service\'s own outgoing connection.')

@@ -8,7 +8,9 @@ Fixtures (all generic, use them from any test module here):
 - ``hosts_by_series`` (session): ``{'20.10': ['h1', 'h3'], '28': ['h2']}`` from the inventory's
   ``netfence_lab_docker_series``.
 - ``host_of_series`` (session): ``host_of_series('20.10')`` → first LabHost of that series (skips
-  when the lab has none).
+  when the lab has none); ``'29'`` prefers Docker's iptables backend, ``'29+nft-backend'`` is the
+  first Docker 29 host with ``--firewall-backend=nftables``.
+- ``SERIES_29`` (module constant): ``('29', '29+nft-backend')``, the Docker 29 flavours.
 - ``collections_path`` (session): a temporary ``ansible_collections/netfence/docker`` symlink to
   this checkout (the directory to put in ANSIBLE_COLLECTIONS_PATH).
 - ``ansible_env`` (session): the environment the helpers run ansible with.
@@ -23,14 +25,25 @@ Fixtures (all generic, use them from any test module here):
 - ``netfence_rules`` (session): ``netfence_rules(host)`` → the netfence-tagged rules on the host
   as ``(family, line)``.
 
+Isolation (autouse, every test here): each lab host's firewall (iptables nft/legacy v4/v6, ``nft -s list
+ruleset``) and netfence state record are snapshotted right before the test and compared right after it.
+A difference fails THAT test (at teardown) naming it and the difference, after a repair (netfence-tagged
+rules, our nft tables, tables that appeared empty and the state record put back) so the next test starts
+clean. When an engine was restarted or the lab rebuilt during the test (its dockerd or deployment
+containers changed), only what is ours is compared. A test marked ``firewall_carries_over`` may leave
+its change for the next test of its module (a sequence such as blackout → status → restore): the
+comparison is then made after the next unmarked test, against the snapshot before the sequence.
+
 Also: when ``NETFENCE_ROOT_FW_BEFORE`` is not set (pytest run without make), the root namespace's
 firewall is snapshotted when this conftest is loaded (before any test runs), for tests/integration/test_zz_root_firewall.py.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -48,6 +61,7 @@ if str(LAB_DIR) not in sys.path:
 import netfence_lab  # noqa: E402  pylint: disable=wrong-import-position
 
 NAMESPACE, COLLECTION = 'netfence', 'docker'
+SERIES_29 = ('29', '29+nft-backend')  # Docker 29 with its iptables (default) and nftables backends
 _COUNTERS = re.compile(r'\[\d+:\d+\]')
 _SAVE_COMMANDS = (
     ('ipv4', 'nft', 'iptables-nft-save'),
@@ -162,10 +176,20 @@ def host_of_series(lab, hosts_by_series):  # pylint: disable=redefined-outer-nam
     the test when the lab has none."""
 
     def pick(series: str):
+        series, _plus, config = series.partition('+')
         names = hosts_by_series.get(series)
         if not names:
+            if series == '29' and not netfence_lab.docker29_available():
+                pytest.skip('Docker 29 is not available here (no ../shared/docker29 beside the checkout)')
             pytest.skip(f'the lab has no Docker {series} host (series: {sorted(hosts_by_series)})')
-        return netfence_lab.get_host(names[0])
+        hosts = [netfence_lab.get_host(name) for name in names]
+        if config:  # '29+nft-backend': the first host of the series with that configuration
+            hosts = [h for h in hosts if h.has(config)]
+            if not hosts:
+                pytest.skip(f'the lab has no Docker {series} host with {config}')
+        else:  # plain '29': prefer a host with Docker's default (iptables) firewall backend
+            hosts.sort(key=lambda h: h.has('nft-backend'))
+        return hosts[0]
 
     return pick
 
@@ -375,3 +399,242 @@ def netfence_rules(firewall_snapshot):  # pylint: disable=redefined-outer-name
                 for line in lines if line.startswith('-A ') and '"netfence bo=' in line]
 
     return rules
+
+
+# --------------------------------------------------------------------------- isolation between tests
+
+_NFT_TABLE_RE = re.compile(r'^table (\S+) (\S+) \{')
+OUR_NFT_TABLES = (('inet', 'netfence'), ('bridge', 'netfence'))
+_TAG = '"netfence bo='
+_SAVE_TOOL = {'ipv4/nft': 'iptables-nft', 'ipv6/nft': 'ip6tables-nft',
+              'ipv4/legacy': 'iptables-legacy', 'ipv6/legacy': 'ip6tables-legacy'}
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'firewall_carries_over: this test may leave its firewall change for the next '
+                                       'test of its module (checked after the next unmarked test)')
+
+
+def _drop_empty_legacy_tables(lines: list[str]) -> list[str]:
+    """A legacy table without any rule and only ACCEPT policies is left out: loading a legacy table in a
+    namespace cannot be undone (known residue, e.g. the first ip6tables-legacy rule loads the filter table)."""
+    out, table = [], []
+    for line in lines + ['*end']:
+        if line.startswith('*'):
+            keep = any(x.startswith('-A ') or (x.startswith(':') and ' ACCEPT' not in x) for x in table)
+            out += table if keep else []
+            table = [line] if line != '*end' else []
+        else:
+            table.append(line)
+    return out
+
+
+def _nft_tables(lines: list[str]) -> dict[str, list[str]]:
+    """{'family name': [lines]} of an ``nft -s list ruleset`` listing."""
+    tables: dict[str, list[str]] = {}
+    current = None
+    for line in lines:
+        m = _NFT_TABLE_RE.match(line)
+        if m:
+            current = f'{m.group(1)} {m.group(2)}'
+            tables[current] = []
+        if current:
+            tables[current].append(line)
+    return tables
+
+
+def _engine_identity(host) -> tuple:
+    """dockerd's pid and the deployment's containers (id, state, address): they change when the engine
+    restarts, the lab is rebuilt or a test restarts a container (and with them Docker's own rules: bridge
+    names, addresses, the order of its per-container rules)."""
+    pid = netfence_lab._read_pid(os.path.join(host.run_dir, 'dockerd.spawn.pid'))  # pylint: disable=protected-access
+    names = {spec['name'] for spec in netfence_lab.CONTAINERS}
+    try:
+        client = host.client(timeout=10)
+        try:
+            ids = []
+            for cont in client.containers.list(all=True, sparse=True, ignore_removed=True):
+                if cont.attrs.get('Names', [''])[0].lstrip('/') in names:
+                    state = client.api.inspect_container(cont.id)['State']
+                    ids.append((cont.id, state.get('Status'), state.get('StartedAt')))
+            ids.sort()
+        finally:
+            client.close()
+    except Exception:  # pylint: disable=broad-except
+        ids = ['engine down']
+    return (pid, tuple(ids))
+
+
+def host_snapshot(host) -> dict:
+    """Everything of a lab host a test must leave as it found it."""
+    out: dict = {}
+    # One process in the namespace for the five listings (this runs twice per test and host).
+    commands = [c for _f, _v, c in _SAVE_COMMANDS] + ['nft -s list ruleset']
+    script = '; '.join(f'echo "@@@ {c}"; {c} 2>&1 || echo "! {c} failed"' for c in commands)
+    res = netfence_lab.host_exec(host, ['sh', '-c', script], check=False)
+    parts = {}
+    for chunk in res.stdout.split('@@@ ')[1:]:
+        name, _nl, text = chunk.partition('\n')
+        parts[name.strip()] = text
+    for family, variant, command in _SAVE_COMMANDS:
+        lines = _save_lines(parts.get(command, f'! {command} gave no output'))
+        out[f'{family}/{variant}'] = _drop_empty_legacy_tables(lines) if variant == 'legacy' else lines
+    out['nft'] = [line.rstrip() for line in parts.get(commands[-1], '! nft gave no output').splitlines()
+                  if line.strip()]
+    state = Path(host.lib_dir) / 'netfence-state' / 'blackouts.json'
+    try:
+        raw = state.read_text(encoding='utf-8')
+    except OSError:
+        raw = None
+    out['state'] = _state_lines(raw)
+    out['engine'] = [repr(_engine_identity(host))]
+    out['_state_raw'] = raw  # what a repair puts back; not compared
+    return out
+
+
+def _state_lines(raw: str | None) -> list[str]:
+    """The netfence state record as comparable lines: its blackouts and created objects per engine (a record
+    without any is the same as none: the module may write an empty one)."""
+    if raw is None:
+        return []
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return [f'! unreadable: {raw[:200]}']
+    out = []
+    for key, rec in sorted((data.get('hosts') or {}).items()):
+        for name, blackout in sorted((rec.get('blackouts') or {}).items()):
+            out.append(f'{key} blackout {name}: {json.dumps(blackout, sort_keys=True)}')
+        out += [f'{key} created: {json.dumps(c, sort_keys=True)}' for c in rec.get('created') or []]
+    return out
+
+
+def ours(snap: dict) -> dict:
+    """The part of a snapshot that is netfence's: tagged rules, our nft tables, the table names, the state."""
+    tables = _nft_tables(snap.get('nft', []))
+    out = {key: [line for line in lines if _TAG in line] for key, lines in snap.items() if '/' in key}
+    out['_state_raw'] = snap.get('_state_raw')
+    out['nft tables'] = sorted(tables)
+    for family, name in OUR_NFT_TABLES:
+        out[f'nft {family} {name}'] = tables.get(f'{family} {name}', [])
+    out['state'] = snap.get('state', [])
+    return out
+
+
+def snapshot_diff(before: dict, after: dict) -> str:
+    """Human-readable difference of two snapshots ('' when equal)."""
+    out = []
+    for key in sorted(set(before) | set(after)):
+        b, a = before.get(key, []), after.get(key, [])
+        if a != b:
+            gone = [line for line in b if line not in a]
+            new = [line for line in a if line not in b]
+            out.append(f'  {key}: -{len(gone)} +{len(new)} lines' + (' (order changed)' if not gone and not new else ''))
+            out += [f'    - {line}' for line in gone[:15]] + [f'    + {line}' for line in new[:15]]
+    return '\n'.join(out)
+
+
+def repair_host(host, before: dict) -> list[str]:
+    """Remove what netfence (or a test) left: tagged rules, our nft tables, nft tables that appeared, the state
+    record put back as it was. Returns what was done."""
+    done = []
+    now = host_snapshot(host)
+    for key, tool in _SAVE_TOOL.items():
+        table = 'filter'
+        for line in now.get(key, []):
+            if line.startswith('*'):
+                table = line[1:]
+            elif line.startswith('-A ') and _TAG in line:
+                argv = [tool, '-w', '-t', table, '-D'] + shlex.split(line[3:])
+                res = netfence_lab.host_exec(host, argv, check=False)
+                done.append(f'{" ".join(argv[:5])} {line[3:]}' + ('' if res.returncode == 0 else f' FAILED: {res.stderr.strip()}'))
+    before_tables = _nft_tables(before.get('nft', []))
+    for name, lines in _nft_tables(now.get('nft', [])).items():
+        family, table = name.split()
+        ours_table = (family, table) in OUR_NFT_TABLES
+        empty_new = name not in before_tables and not any(
+            line.strip() and not line.strip().startswith(('table ', 'chain ', 'type ', 'policy ', '}'))
+            for line in lines[1:])
+        if ours_table or empty_new:
+            res = netfence_lab.host_exec(host, ['nft', 'delete', 'table', family, table], check=False)
+            done.append(f'nft delete table {name}' + ('' if res.returncode == 0 else f' FAILED: {res.stderr.strip()}'))
+    state = Path(host.lib_dir) / 'netfence-state' / 'blackouts.json'
+    if now.get('state') != before.get('state') and now.get('engine') == before.get('engine'):
+        if before.get('_state_raw') is not None:
+            state.write_text(before['_state_raw'], encoding='utf-8')
+        else:
+            state.unlink(missing_ok=True)
+        done.append(f'state record {state} put back')
+    return done
+
+
+def _watched_hosts() -> list:
+    """The hosts of the lab instance currently selected, if it is up (never brings a lab up)."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        return [h for h in netfence_lab.lab_hosts() if os.path.exists(h.netns_path)]
+    except netfence_lab.LabError:
+        return []
+
+
+def _snap_all(hosts) -> dict:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        return dict(zip([h.name for h in hosts], pool.map(host_snapshot, hosts)))
+
+
+_CARRY: dict = {}  # {'module': nodeid's module, 'baseline': {host: snap}, 'from': nodeid} of a carried change
+
+
+_NEXT = pytest.StashKey()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Remember the next test (a carried firewall change is only carried within a module)."""
+    item.stash[_NEXT] = nextitem
+    yield
+
+
+@pytest.fixture(autouse=True)
+def isolated_firewalls(request):
+    """Snapshot every lab host before the test; after it, the same or: repair and fail this test."""
+    hosts = _watched_hosts()
+    if not hosts:
+        yield
+        return
+    carry = dict(_CARRY)
+    _CARRY.clear()
+    if carry.get('module') == request.node.module.__name__:
+        before = {h.name: carry['baseline'].get(h.name) or host_snapshot(h) for h in hosts}
+    else:
+        before = _snap_all(hosts)
+    yield
+    nextitem = request.node.stash.get(_NEXT, None)
+    if request.node.get_closest_marker('firewall_carries_over') and nextitem is not None and \
+            nextitem.module is request.node.module:
+        _CARRY.update(module=request.node.module.__name__, baseline=before)
+        return
+    problems, repairs = [], []
+    after = _snap_all(hosts)
+    for host in hosts:
+        old, new = before.get(host.name), after[host.name]
+        if old is None or {k: v for k, v in new.items() if k != '_state_raw'} == \
+                {k: v for k, v in old.items() if k != '_state_raw'}:
+            continue
+        same_engine = new['engine'] == old['engine']
+        a, b = (old, new) if same_engine else (ours(old), ours(new))
+        # A rebuilt lab starts without a state record: the record is compared on the same engine only.
+        skip = {'engine', '_state_raw'} | (set() if same_engine else {'state'})
+        a = {k: v for k, v in a.items() if k not in skip}
+        b = {k: v for k, v in b.items() if k not in skip}
+        diff = snapshot_diff(a, b)
+        if not diff:
+            continue
+        problems.append(f'{host.name} ({"" if same_engine else "engine restarted or lab rebuilt: only ours compared; "}'
+                        f'{host.series}, {"+".join(host.configs)}):\n{diff}')
+        repairs += [f'{host.name}: {r}' for r in repair_host(host, old)]
+    if problems:
+        pytest.fail(f'{request.node.nodeid} left the lab hosts\' firewall or netfence state changed:\n'
+                    + '\n'.join(problems) + ('\nrepaired:\n  ' + '\n  '.join(repairs) if repairs else ''),
+                    pytrace=False)

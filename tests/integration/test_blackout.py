@@ -29,7 +29,9 @@ import pytest
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
 from nf_helpers import blackout_of, check_ok, held_host, wait_quiet
 
-SERIES = ('20.10', '28')
+# Docker 29 (both firewall backends) when the lab has it (the default lab with ../shared/docker29
+# beside the checkout): skipped, saying why, elsewhere.
+SERIES = ('20.10', '28', '29', '29+nft-backend')
 SERVICE = 'memcached'
 MEMCACHED = ('lab-memcached-1', 'lab-memcached-2')
 BYSTANDER = 'lab-bystander-1'
@@ -102,6 +104,21 @@ def exchange_all(held: dict, timeout: float = 2.0) -> dict:
 
 # --------------------------------------------------------------------------- fixtures
 
+def _fw(firewall_snapshot):
+    """firewall_snapshot plus our own nft tables ('nft/netfence': the nftables backend's rules)."""
+
+    def snap(host) -> dict:
+        out = firewall_snapshot(host)
+        lines = []
+        for family in ('inet', 'bridge'):
+            res = netfence_lab.host_exec(host, ['nft', '-s', 'list', 'table', family, 'netfence'], check=False)
+            lines += [line.strip() for line in res.stdout.splitlines() if line.strip()] if res.returncode == 0 else []
+        out['nft/netfence'] = lines
+        return out
+
+    return snap
+
+
 @pytest.fixture(scope='module', params=SERIES, ids=lambda s: f'docker{s}')
 def host(request, host_of_series, run_module, netfence_rules):
     """A lab host of each Docker series, quiet before, left without any rule of ours after."""
@@ -139,6 +156,7 @@ class Scenario:  # pylint: disable=too-many-instance-attributes
 @pytest.fixture(scope='module')
 def scenario(host, run_module, firewall_snapshot):
     """Blackout of memcached (check mode first), second run, check-mode restore, restore."""
+    firewall_snapshot = _fw(firewall_snapshot)
     sc = Scenario(host=host)
     sc.fw_before = firewall_snapshot(host)
     sc.probe_before = netfence_lab.probe_detail(host, service='all')
@@ -243,8 +261,25 @@ def test_established_connections_error_within_a_second(scenario):
     assert not wrong, f'held connections not cut within 1 s: {wrong}'
 
 
+def _tag_hash(line: str) -> str:
+    m = re.search(r' h=([0-9a-f]+)"', line)
+    return m.group(1) if m else line
+
+
 def test_firewall_change_is_exactly_the_added_rules(scenario):
     real, before, after = scenario.real, scenario.fw_before, scenario.fw_blacked
+    if real['firewall']['backend'] == 'nftables':
+        # Docker 29 with its nftables backend: every rule in our table inet netfence, nothing else touched.
+        added = real['added']['ipv4'] + real['added']['ipv6']
+        assert added and all(line.startswith('nft inet netfence ') for line in added), added
+        new = [line for line in after['nft/netfence'] if '"netfence bo=' in line]
+        assert not before['nft/netfence'], before['nft/netfence']
+        assert sorted(_tag_hash(line) for line in new) == sorted(_tag_hash(line) for line in added), \
+            fw_diff(before, after)
+        others = [k for k in before if k != 'nft/netfence']
+        assert {k: after[k] for k in others} == {k: before[k] for k in others}, fw_diff(before, after)
+        assert real['removed'] == {'ipv4': [], 'ipv6': []}
+        return
     variant = real['firewall']['variant']
     for family in ('ipv4', 'ipv6'):
         key = f'{family}/{variant}'
@@ -293,8 +328,13 @@ def test_check_mode_changes_nothing_and_predicts_the_run(scenario):
     assert no_since(check['rules']) == no_since(real['rules'])
 
 
+NFT_INFO_BUG = 'DOCKER-USER chain not found: is Docker running with iptables enabled?'
+
+
 def test_diff_mode_shows_rule_lists(scenario):
     real = scenario.real
+    if real['firewall']['backend'] == 'nftables' and real.get('diff', {}).get('after') == '':
+        pytest.xfail('product gap: --diff shows nothing with the nftables backend (Docker 29 nftables backend)')
     # Shown chain by chain (each chain's rules in their order), the same for saved and planned rules.
     expected = ''.join(f'{f}: {line}\n' for f in ('ipv4', 'ipv6')
                        for line in sorted(real['rules'][f], key=lambda x: x.split()[1]))
@@ -331,6 +371,9 @@ def test_restore_is_exact(scenario):
 
 
 def test_info_reports_the_blackout_then_nothing(scenario):
+    if NFT_INFO_BUG in str(scenario.info_after.get('msg')):
+        pytest.xfail('product bug: blackout_info fails on a Docker 29 nftables-backend host without a blackout: '
+                     + str(scenario.info_after.get('msg')))
     check_ok(scenario.info, 'blackout_info')
     found = {b['name']: b for b in scenario.info['blackouts']}
     assert found[SERVICE]['state'] == 'active', found[SERVICE]
@@ -341,6 +384,7 @@ def test_info_reports_the_blackout_then_nothing(scenario):
 # --------------------------------------------------------------------------- concurrency
 
 def test_two_concurrent_runs_for_different_services_both_land(host, run_module, firewall_snapshot):
+    firewall_snapshot = _fw(firewall_snapshot)
     fw_before = firewall_snapshot(host)
     probe_before = outcomes(netfence_lab.probe_detail(host, service='all'))
     try:
@@ -351,9 +395,12 @@ def test_two_concurrent_runs_for_different_services_both_land(host, run_module, 
             assert res['changed'] is True
         fw = firewall_snapshot(host)
         variant = results[0]['firewall']['variant']
+        nft = results[0]['firewall']['backend'] == 'nftables'
+        in_place = {_tag_hash(line) for line in fw['nft/netfence']}
         for res in results:
             for family in ('ipv4', 'ipv6'):
-                missing = [line for line in res['rules'][family] if line not in fw[f'{family}/{variant}']]
+                missing = [line for line in res['rules'][family]
+                           if (_tag_hash(line) not in in_place if nft else line not in fw[f'{family}/{variant}'])]
                 assert not missing, f'{res["blackout"]}: rules not in place: {missing}'
         probe = outcomes(netfence_lab.probe_detail(host, service='all'))
         for name in MEMCACHED + (BYSTANDER,):
@@ -374,7 +421,7 @@ def test_two_concurrent_runs_for_different_services_both_land(host, run_module, 
 
 # --------------------------------------------------------------------------- bad input
 
-FW_HASH = ('{ iptables-nft-save; ip6tables-nft-save; iptables-legacy-save; ip6tables-legacy-save; } 2>/dev/null'
+FW_HASH = ('{ iptables-nft-save; ip6tables-nft-save; iptables-legacy-save; ip6tables-legacy-save; nft -s list ruleset; } 2>/dev/null'
            " | grep -v '^#' | sed -E 's/\\[[0-9]+:[0-9]+\\]//g' | sha256sum")
 EXTRA_CONTAINERS = {  # name: (docker run/create keyword arguments, start it?)
     'nftest-stopped': ({}, False),
@@ -448,6 +495,12 @@ BAD_INPUTS = (
 )
 
 
+def fw_hash(result: dict) -> str | None:
+    """The sha256 a FW_HASH task printed (the raw output may carry noise of the host's login shell)."""
+    found = re.findall(r'\b[0-9a-f]{64}\b', result.get('stdout', ''))
+    return found[-1] if found else None
+
+
 @pytest.fixture(scope='module')
 def nobody_python(tmp_path_factory):
     """An interpreter wrapper that runs the module as uid/gid 65534 without groups (no docker
@@ -482,12 +535,15 @@ def bad_inputs_all(host_of_series, run_play, nobody_python, netfence_rules):
             continue
     for lab_host in hosts:
         wait_quiet(lab_host, netfence_rules)
-    tasks = [{'name': 'fw baseline', 'ansible.builtin.raw': FW_HASH, 'changed_when': False}]
+    # Each case gets its own baseline, taken right before it: a case compared with a baseline taken
+    # before an earlier case would inherit whatever happened in between.
+    tasks = []
     for bad in BAD_INPUTS:
         task = {'name': f'bad {bad.id}', 'netfence.docker.blackout': bad.args, 'ignore_errors': True}
         if bad.as_user == NOBODY:
             task['vars'] = {'ansible_python_interpreter': nobody_python}
-        tasks += [task, {'name': f'fw after {bad.id}', 'ansible.builtin.raw': FW_HASH, 'changed_when': False}]
+        tasks += [{'name': f'fw before {bad.id}', 'ansible.builtin.raw': FW_HASH, 'changed_when': False}, task,
+                  {'name': f'fw after {bad.id}', 'ansible.builtin.raw': FW_HASH, 'changed_when': False}]
     clients = [lab_host.client(timeout=30) for lab_host in hosts]
     try:
         for client in clients:
@@ -508,8 +564,8 @@ def bad_inputs(host, bad_inputs_all):
 
 @pytest.mark.parametrize('bad', BAD_INPUTS, ids=lambda b: b.id)
 def test_bad_input_fails_clearly_and_changes_nothing(host, bad_inputs, bad):
-    baseline = bad_inputs['fw baseline'].get('stdout', '').strip()
-    assert baseline, bad_inputs['fw baseline']
+    baseline = fw_hash(bad_inputs[f'fw before {bad.id}'])
+    assert baseline, bad_inputs[f'fw before {bad.id}']
     result = bad_inputs.get(f'bad {bad.id}')
     assert result is not None, f'task did not run: {sorted(bad_inputs)}'
     if bad.msg is None:
@@ -521,7 +577,7 @@ def test_bad_input_fails_clearly_and_changes_nothing(host, bad_inputs, bad):
         assert bad.msg in result.get('msg', ''), result.get('msg')
         assert result.get('changed') is False
         assert 'Traceback' not in json.dumps(result)
-    after = bad_inputs[f'fw after {bad.id}'].get('stdout', '').strip()
+    after = fw_hash(bad_inputs[f'fw after {bad.id}'])
     assert after == baseline, f'{bad.id} changed the firewall of {host.name}'
 
 
@@ -566,6 +622,7 @@ print(json.dumps({k: {'median': statistics.median(v), 'min': min(v), 'max': max(
 def test_module_run_time_on_the_host(host, collections_path, firewall_snapshot):
     """The module's own run time (main(), on the host's python3 over SSH, no Ansible transport):
     reported, not asserted (tests/output/integration/runtime-<host>.json)."""
+    firewall_snapshot = _fw(firewall_snapshot)
     before = firewall_snapshot(host)
     paths = [collections_path, sysconfig.get_paths()['purelib']]
     code = RUNTIME_HARNESS.replace('PATHS', json.dumps(paths)).replace('RUNS', '10')

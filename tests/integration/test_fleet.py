@@ -9,7 +9,8 @@ Runs ansible-playbook from the checkout, the way a user of a fresh clone does (t
 found through playbooks/collections/, the link tools/link-checkout generates), against the lab's inventory (3 hosts, Docker 20.10 and 28).
 The drills stop one host's engine (SIGKILL to its dockerd) and heal the lab afterwards with
 ``netfence_lab.up()``, which recreates a broken lab. The tests of this module run in order and
-each leaves the lab without any netfence rule. Skipped unless root. NETFENCE_LAB selects the
+each leaves the lab without any netfence rule, except the sequence blackout → second run → status
+(marked ``firewall_carries_over``), which the restore test ends. Skipped unless root. NETFENCE_LAB selects the
 lab instance.
 """
 
@@ -101,6 +102,10 @@ def netfence_rule_count(host):
         res = netfence_lab.host_exec(host, [tool], check=False)
         if res.returncode == 0:
             total += sum(1 for line in res.stdout.splitlines() if 'netfence' in line)
+    # Docker 29 with its nftables backend: the rules are in our own table inet netfence.
+    res = netfence_lab.host_exec(host, ['nft', 'list', 'table', 'inet', 'netfence'], check=False)
+    if res.returncode == 0:
+        total += sum(1 for line in res.stdout.splitlines() if '"netfence bo=' in line)
     return total
 
 
@@ -207,8 +212,20 @@ def test_invalid_input_changes_nothing(lab):
     assert_no_rule(lab)
 
 
+NFT_INFO_BUG = ("DOCKER-USER chain not found: is Docker running with iptables enabled? (Docker's nftables firewall "
+                'backend is not supported)')
+
+
+def xfail_known_nft_info_bug(run):
+    """blackout_info fails on a Docker 29 nftables-backend host that has no blackout (product bug, found
+    with the lab's h5; test_docker29.py::test_info_on_a_host_without_blackout): status.yml then fails."""
+    if run.rc != 0 and any(NFT_INFO_BUG in msg for msg in run.failure_messages()):
+        pytest.xfail('blackout_info fails on the Docker 29 nftables-backend host without a blackout (product bug)')
+
+
 def test_status_before(lab):
     run = playbook('status', '-e', f'service={SERVICE}')
+    xfail_known_nft_info_bug(run)
     assert run.rc == 0, run
     status = status_of(run)
     assert sorted(status['hosts']) == sorted(h.name for h in lab)
@@ -218,6 +235,7 @@ def test_status_before(lab):
         assert sorted(row['containers']) == list(REPLICAS), (name, row)
 
 
+@pytest.mark.firewall_carries_over  # the sequence blackout → second run → status → restore
 def test_blackout_cuts_every_path_on_every_host(lab):
     run = playbook('blackout', '-e', f'service={SERVICE}')
     TIMINGS['blackout, 3 hosts, first run'] = run.elapsed
@@ -229,6 +247,7 @@ def test_blackout_cuts_every_path_on_every_host(lab):
     assert_probe(lab, 'cut')
 
 
+@pytest.mark.firewall_carries_over  # the sequence blackout → second run → status → restore
 def test_second_run_changes_nothing(lab):
     run = playbook('blackout', '-e', f'service={SERVICE}')
     TIMINGS['blackout, 3 hosts, second run (no change)'] = run.elapsed
@@ -237,6 +256,7 @@ def test_second_run_changes_nothing(lab):
     assert_probe(lab, 'cut')
 
 
+@pytest.mark.firewall_carries_over  # the sequence blackout → second run → status → restore
 def test_status_during(lab):
     run = playbook('status', '-e', f'service={SERVICE}')
     assert run.rc == 0, run
@@ -264,6 +284,7 @@ def test_restore_brings_everything_back(lab):
 
 def test_status_after(lab):
     run = playbook('status', '-e', f'service={SERVICE}')
+    xfail_known_nft_info_bug(run)
     assert run.rc == 0, run
     assert {name: row['state'] for name, row in status_of(run)['hosts'].items()} == \
         {h.name: 'none' for h in lab}

@@ -1,6 +1,6 @@
 """Every path cut and fully restored on every host configuration (issue 7).
 
-One lab instance of its own (NETFENCE_LAB=hostcfg, four hosts, brought up here and taken down at
+One lab instance of its own (hostcfg, or hc<X> when the suite runs on instance X; four hosts, brought up here and taken down at
 the end unless NETFENCE_KEEP_LAB=1):
 
     h1 Docker 20.10  no-brnf+ipv6              h2 Docker 28  no-brnf+ipv6
@@ -43,11 +43,35 @@ SERVICE = ('lab-memcached-1', 'lab-memcached-2')
 CUT_PATHS = re.compile(r'^(external6?|localhost[46]|own_addr|peer6?:.*)$')
 
 
+def _instance_for(parent: str) -> tuple[str, int]:
+    """The instance of this module: 'hostcfg' beside the default lab, 'hc<X>' beside instance X (two
+    suites on one machine never share it), at the first address index no other instance uses from
+    its crc32 (NETFENCE_LAB_INDEX belongs to the parent instance)."""
+    name = INSTANCE if not parent else f'hc{parent[:6]}'
+    used = {st.get('index') if st else netfence_lab.instance_index(other, override=False)
+            for other, st in netfence_lab._other_instances().items() if other and other != name}  # pylint: disable=protected-access
+    if parent:
+        used.add(netfence_lab.INDEX)
+    index = netfence_lab.instance_index(name, override=False)
+    while index in used:
+        index = (index + 1) % netfence_lab.INSTANCE_SLOTS
+    return name, index
+
+
 @pytest.fixture(scope='module')
 def lab(tmp_path_factory):
     """The hostcfg instance, up; the default lab selection is restored afterwards."""
     previous = netfence_lab.INSTANCE
-    netfence_lab.configure(INSTANCE)
+    name, index = _instance_for(previous)
+    saved_index = os.environ.get('NETFENCE_LAB_INDEX')
+    os.environ['NETFENCE_LAB_INDEX'] = str(index)
+    try:
+        netfence_lab.configure(name)
+    finally:
+        if saved_index is None:
+            os.environ.pop('NETFENCE_LAB_INDEX', None)
+        else:
+            os.environ['NETFENCE_LAB_INDEX'] = saved_index
     brought_up = False
     try:
         hosts = netfence_lab.up(hosts=4, versions=VERSIONS, configs=CONFIGS)
@@ -70,7 +94,7 @@ def run_module(lab, host, module, args):
     """Run netfence.docker.<module> on a lab host with ansible; return its result dict."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=lab['collections'], ANSIBLE_STDOUT_CALLBACK='json',
                ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_PIPELINING='1',
-               NETFENCE_LAB=INSTANCE)
+               NETFENCE_LAB=netfence_lab.INSTANCE)
     proc = subprocess.run([ANSIBLE, '-i', netfence_lab.inventory_path(), host.name, '-m',
                            'netfence.docker.%s' % module, '-a', args],
                           capture_output=True, text=True, env=env, timeout=180, check=False)

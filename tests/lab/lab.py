@@ -46,10 +46,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog='lab.py', description=__doc__.split('\n', 1)[0])
     sub = parser.add_subparsers(dest='command', required=True)
     p_up = sub.add_parser('up', help='bring the lab up (idempotent)')
-    p_up.add_argument('--hosts', type=int, default=3)
+    p_up.add_argument('--hosts', type=int, default=None,
+                      help='number of hosts (default: 3, or 5 with Docker 29 available)')
     p_up.add_argument('--versions', default=None,
                       help='comma-separated Docker versions per host, cycled '
-                           '(default 20.10,28,20.10)')
+                           '(default 20.10,28,20.10 and 29,29 with Docker 29 available)')
     p_up.add_argument('--configs', default=None,
                       help="comma-separated host configurations, cycled; each a '+'-joined "
                            'set of ' + ', '.join(netfence_lab.CONFIGS) + ' (default: default)')

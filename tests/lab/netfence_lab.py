@@ -14,9 +14,10 @@ unset/empty is the default lab described above.
 Public API (for tests; put ``tests/lab`` on ``sys.path``)::
 
     configure(instance=None) -> name      select the instance ($NETFENCE_LAB by default)
-    up(hosts=3, versions=None, configs=None) -> list[LabHost]
+    up(hosts=None, versions=None, configs=None) -> list[LabHost]
         configs: per host (cycled) a '+'-joined set of default, no-userland-proxy, legacy,
-        ipv6, no-brnf
+        ipv6, no-brnf, nft-backend (Docker 29 only).  Without versions/configs: the default
+        shape (default_shape(): 3 hosts, 5 with the Docker 29 tarball)
     down()
     lab_hosts() -> list[LabHost]          get_host('h1') -> LabHost
     status() -> list[dict]                render_status(rows) -> str
@@ -28,6 +29,9 @@ Public API (for tests; put ``tests/lab`` on ``sys.path``)::
         .initial / .established / .exchange(timeout) / .wait_error(timeout) / .close()
     service_containers(host, service='memcached') -> (service attrs, client attrs)
     host_exec(host, argv) -> subprocess.CompletedProcess   (inside the host's netns)
+    restart_engine(host) -> pid           dockerd stopped and started again, deployment restarted
+    wait_ready(hosts, full=True)          what up() waits for (IPv6 DAD, engines, open paths)
+    docker29_available() / default_shape()
     inventory_path() -> str               leftovers() -> dict (what of the lab exists)
 """
 
@@ -56,6 +60,10 @@ LOG = logging.getLogger('netfence_lab')
 CACHE_DIR = '/var/cache/netfence-lab'
 DOCKER28_DIR = os.path.join(CACHE_DIR, 'docker28')
 DOCKER28_LOCK = os.path.join(CACHE_DIR, 'docker28.lock')
+DOCKER29_DIR = os.path.join(CACHE_DIR, 'docker29')
+DOCKER29_LOCK = os.path.join(CACHE_DIR, 'docker29.lock')
+DOCKER29_TARBALL = 'docker29-bin.tar.xz'
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKER_SOCK_PLACEHOLDER = '/run/docker.sock'
 HOST_STATE_DIR = '/var/lib/netfence'  # bind-mounted per lab host in its sshd's mount namespace
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'netfence_lab_agent.py')
@@ -72,11 +80,14 @@ INSTANCE_RE = re.compile(r'^[a-z0-9]{1,8}$')
 INSTANCE_SLOTS = 41
 
 
-def instance_index(name):
-    """The address index k of instance ``name`` (see above); None for the default lab."""
+def instance_index(name, override=True):
+    """The address index k of instance ``name`` (see above); None for the default lab.
+
+    ``override=False``: ignore NETFENCE_LAB_INDEX (it is ours, not another instance's).
+    """
     if not name:
         return None
-    override = os.environ.get('NETFENCE_LAB_INDEX', '').strip()
+    override = os.environ.get('NETFENCE_LAB_INDEX', '').strip() if override else ''
     if override:
         k = int(override)
         if not 0 <= k < INSTANCE_SLOTS:
@@ -144,7 +155,7 @@ def _check_collisions():
         other = state.get('index') if state else None
         if other is None:
             try:
-                other = instance_index(name)
+                other = instance_index(name, override=False)
             except LabError:
                 continue
         if other == INDEX:
@@ -162,6 +173,10 @@ PROJECT = 'lab'
 IMAGE = 'netfence-lab/memcached:1'
 ROLE_LABEL = 'netfence.lab.role'
 DEFAULT_VERSIONS = ('20.10', '28', '20.10')
+# With the Docker 29 tarball beside the checkout, the default lab adds h4 = Docker 29 (iptables
+# backend) and h5 = Docker 29 with --firewall-backend=nftables.
+DEFAULT_VERSIONS_29 = DEFAULT_VERSIONS + ('29', '29')
+DEFAULT_CONFIGS_29 = ('default', 'default', 'default', 'default', 'nft-backend')
 FORKY_SOURCE = ('deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] '
                 'http://deb.debian.org/debian forky main\n')
 SYS_PATH = '/usr/sbin:/usr/bin:/sbin:/bin'
@@ -169,6 +184,13 @@ ENGINES = {
     '20.10': {'dockerd': '/usr/sbin/dockerd', 'path': SYS_PATH},
     '28': {'dockerd': os.path.join(DOCKER28_DIR, 'usr/sbin/dockerd'),
            'path': os.path.join(DOCKER28_DIR, 'usr/sbin') + ':' + SYS_PATH},
+    # Static dockerd/docker-proxy 29.7.2 and runc 1.4.3 (../shared/docker29, see its README):
+    # bookworm's runc cannot create the time namespace Docker 29 gives containers.
+    '29': {'dockerd': os.path.join(DOCKER29_DIR, 'dockerd'),
+           'path': DOCKER29_DIR + ':' + SYS_PATH,
+           'args': ['--add-runtime', 'runc29=' + os.path.join(DOCKER29_DIR, 'runc'),
+                    '--default-runtime', 'runc29',
+                    '--userland-proxy-path', os.path.join(DOCKER29_DIR, 'docker-proxy')]},
 }
 MEMCACHED_CMD = ['/usr/bin/memcached', '-p', '11211', '-U', '0', '-u', 'nobody']
 SLEEP_CMD = ['/bin/sleep', '2147483647']
@@ -201,7 +223,8 @@ class LabError(Exception):
 configure()
 
 # Host configurations (lab.py up --configs): each host gets a '+'-joined set of these.
-CONFIGS = ('default', 'no-userland-proxy', 'legacy', 'ipv6', 'no-brnf')
+CONFIGS = ('default', 'no-userland-proxy', 'legacy', 'ipv6', 'no-brnf', 'nft-backend')
+NFT_BACKEND_SERIES = ('29',)  # dockerd --firewall-backend=nftables
 LEGACY_TOOLS = ('iptables', 'iptables-save', 'iptables-restore', 'ip6tables', 'ip6tables-save',
                 'ip6tables-restore')
 
@@ -444,7 +467,8 @@ def _docker_ping(host):
         return None
     import docker  # pylint: disable=import-outside-toplevel
     try:
-        client = docker.DockerClient(base_url=host.docker_url, timeout=5, version='1.41')
+        # API version negotiated: Docker 29 refuses anything below 1.44, 20.10 above 1.41.
+        client = docker.DockerClient(base_url=host.docker_url, timeout=5, version='auto')
         try:
             return client.version().get('Version')
         finally:
@@ -517,7 +541,21 @@ def parse_configs(configs):
     return out
 
 
+def default_shape():
+    """(versions, configs) of the default lab: 20.10, 28, 20.10, plus h4 = 29 and
+    h5 = 29 + nft-backend when the Docker 29 tarball is beside the checkout."""
+    if docker29_available():
+        return list(DEFAULT_VERSIONS_29), list(DEFAULT_CONFIGS_29)
+    return list(DEFAULT_VERSIONS), ['default']
+
+
 def _plan(hosts, versions, configs=None):
+    if not versions and not configs:
+        versions, configs = default_shape()
+        if hosts is None:
+            hosts = len(versions)
+    if hosts is None:
+        hosts = len(versions) if versions else len(DEFAULT_VERSIONS)
     configs = parse_configs(configs)
     versions = list(versions) if versions else list(DEFAULT_VERSIONS)
     for series in versions:
@@ -531,9 +569,14 @@ def _plan(hosts, versions, configs=None):
     ipv6 = os.path.exists('/proc/net/if_inet6')
     if any('legacy' in c for c in configs) and not shutil.which('iptables-legacy'):
         raise LabError('the legacy configuration needs iptables-legacy (apt-get install iptables)')
-    return [LabHost(f'h{i}', i, versions[(i - 1) % len(versions)], ipv6,
-                    configs[(i - 1) % len(configs)])
-            for i in range(1, hosts + 1)]
+    planned = [LabHost(f'h{i}', i, versions[(i - 1) % len(versions)], ipv6,
+                       configs[(i - 1) % len(configs)])
+               for i in range(1, hosts + 1)]
+    for host in planned:
+        if host.has('nft-backend') and host.series not in NFT_BACKEND_SERIES:
+            raise LabError(f'{host.name}: nft-backend needs Docker '
+                           f'{" or ".join(NFT_BACKEND_SERIES)} (got {host.series})')
+    return planned
 
 
 def _load_state():
@@ -656,6 +699,78 @@ def ensure_docker28():
     if 'version 28.' not in version:
         raise LabError(f'forky docker.io is not Docker 28: {version}')
     _write(marker, version + '\n')
+    return version
+
+
+# --------------------------------------------------------------------------- docker 29
+
+_SAID_NO_29 = []
+
+
+def docker29_tarball():
+    """Path of ``docker29-bin.tar.xz`` beside the checkout, or None.
+
+    Looked for in ``$NETFENCE_LAB_DOCKER29`` (a file or its folder), then
+    ``<repo>/../shared/docker29/`` and, for a git worktree one level deeper,
+    ``<repo>/../../shared/docker29/``.
+    """
+    override = os.environ.get('NETFENCE_LAB_DOCKER29', '').strip()
+    candidates = []
+    if override:
+        candidates.append(override if override.endswith('.tar.xz')
+                          else os.path.join(override, DOCKER29_TARBALL))
+    parent = REPO_DIR
+    for _level in range(2):
+        parent = os.path.dirname(parent)
+        candidates.append(os.path.join(parent, 'shared', 'docker29', DOCKER29_TARBALL))
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def docker29_available(say=True):
+    """True if the Docker 29 tarball is beside the checkout; says once (log) when it is not."""
+    if docker29_tarball():
+        return True
+    if say and not _SAID_NO_29:
+        _SAID_NO_29.append(True)
+        LOG.warning('Docker 29 not available (no ../shared/docker29/%s beside the checkout '
+                    '%s): the lab runs without Docker 29 hosts', DOCKER29_TARBALL, REPO_DIR)
+    return False
+
+
+def ensure_docker29():
+    """Unpack the Docker 29 tarball into the lab's cache once; return dockerd's version."""
+    marker = os.path.join(DOCKER29_DIR, '.netfence-lab-version')
+    tarball = docker29_tarball()
+    stamp = ''
+    if tarball:
+        stat = os.stat(tarball)
+        stamp = f'{stat.st_size}:{int(stat.st_mtime)}'
+    if os.path.exists(marker) and all(os.access(os.path.join(DOCKER29_DIR, b), os.X_OK)
+                                      for b in ('dockerd', 'docker-proxy', 'runc')):
+        with open(marker, encoding='utf-8') as handle:
+            version, _nl, old_stamp = handle.read().strip().partition('\n')
+        if not tarball or old_stamp == stamp:
+            return version
+    if not tarball:
+        raise LabError(f'Docker 29 is not available: no ../shared/docker29/{DOCKER29_TARBALL} '
+                       f'beside the checkout {REPO_DIR} (or $NETFENCE_LAB_DOCKER29)')
+    LOG.info('unpacking Docker 29 from %s into %s', tarball, DOCKER29_DIR)
+    tmp = DOCKER29_DIR + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    _run(['tar', '-xJf', tarball, '-C', tmp, '--no-same-owner'], timeout=300)
+    for binary in ('dockerd', 'docker-proxy', 'runc'):
+        if not os.access(os.path.join(tmp, binary), os.X_OK):
+            raise LabError(f'{tarball} has no executable {binary}')
+    version = _run([os.path.join(tmp, 'dockerd'), '--version']).stdout.strip()
+    if 'version 29.' not in version:
+        raise LabError(f'{tarball}: dockerd is not Docker 29: {version}')
+    shutil.rmtree(DOCKER29_DIR, ignore_errors=True)
+    os.rename(tmp, DOCKER29_DIR)
+    _write(marker, version + '\n' + stamp + '\n')
     return version
 
 
@@ -934,7 +1049,13 @@ def _start_dockerd(host):
             '--exec-root', os.path.join(host.run_dir, 'exec'),
             '--pidfile', os.path.join(host.run_dir, 'dockerd.pid'),
             '--cgroup-parent', host.netns,
-            '-H', host.docker_url] + _config_args(host)
+            '-H', host.docker_url] + engine.get('args', []) + _config_args(host)
+    if host.has('nft-backend'):
+        # dockerd's nftables backend refuses to start unless forwarding is on (it does not
+        # set it itself with that backend).
+        host_exec(host, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'])
+        if host.ipv6:
+            host_exec(host, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1'])
     path = engine['path']
     if host.has('legacy'):
         path = _legacy_bin(host) + ':' + path
@@ -948,6 +1069,8 @@ def _config_args(host):
     args = []
     if host.has('no-userland-proxy'):
         args.append('--userland-proxy=false')
+    if host.has('nft-backend'):
+        args.append('--firewall-backend=nftables')
     if host.docker_ipv6:
         args += ['--ipv6', '--ip6tables', '--fixed-cidr-v6', f'fd00:{host.index}:ff::/64']
         if host.series == '20.10':
@@ -1293,6 +1416,104 @@ def _global_problems():
     return problems
 
 
+READY_TIMEOUT = 90.0  # s: bound on waiting for a fresh lab to become usable on every path
+
+
+def _tentative(host):
+    """IPv6 addresses of ``host`` still in duplicate address detection (or failed it).
+
+    Looks at the root side of its link, every interface in its namespace and every
+    interface in its running containers' namespaces (the probes' peer/egress paths start
+    there).  Returns ['<where>: <ifname> <address> tentative', ...].
+    """
+    if not host.ipv6:
+        return []
+    where = [('root', None, ['ip', '-j', '-6', 'addr', 'show', 'dev', host.veth])]
+    where.append((host.netns, host.netns_path, ['ip', '-j', '-6', 'addr', 'show']))
+    with contextlib.suppress(Exception):
+        services, clients = service_containers(host, service='all')
+        for attrs in services + clients:
+            netns = _pid_netns(attrs) if attrs['State'].get('Running') else None
+            if netns:
+                where.append((attrs['Name'].lstrip('/'), netns, ['ip', '-j', '-6', 'addr', 'show']))
+    found = []
+    for label, netns, argv in where:
+        if netns:
+            argv = ['nsenter', f'--net={netns}'] + argv
+        res = _run(argv, check=False, timeout=10)
+        try:
+            links = json.loads(res.stdout or '[]')
+        except ValueError:
+            links = []
+        for link in links:
+            # A link without carrier (e.g. a bridge without ports) runs no DAD and carries no
+            # probe: its addresses stay tentative and do not matter.
+            if 'LOWER_UP' not in (link.get('flags') or []):
+                continue
+            for addr in link.get('addr_info') or []:
+                for state in ('tentative', 'dadfailed'):
+                    if addr.get(state):
+                        found.append(f'{host.name} {label}: {link.get("ifname")} '
+                                     f'{addr.get("local")} {state}')
+    return found
+
+
+def expected_open(host, probe_result):
+    """Paths of a fresh deployment that are not ok, beyond what the host's configuration
+    explains (no-userland-proxy: localhost6 is refused without any rule)."""
+    tolerated = {'localhost6'} if host.has('no-userland-proxy') else set()
+    return {name: bad for name, cells in probe_result.items()
+            if (bad := {p: o for p, o in cells.items() if o != 'ok' and p not in tolerated})}
+
+
+def _readiness_problems(host, full=True):
+    """What keeps ``host`` from being usable on every path the tests probe ([] = ready).
+
+    full: also two consecutive probe reads of every path of every service, both all open and
+    identical (else only engine, sshd and IPv6 DAD).
+    """
+    problems = []
+    if _docker_ping(host) is None:
+        return [f'{host.name}: engine does not answer']
+    if not _ssh_banner(host.addr, 1.0):
+        problems.append(f'{host.name}: sshd does not answer on {host.addr}:22')
+    problems += _tentative(host)
+    if problems or not full:
+        return problems
+    reads = []
+    for _read in range(2):
+        reads.append(probe(host, service='all', timeout=1.0))
+        bad = expected_open(host, reads[-1])
+        if bad:
+            return [f'{host.name}: not open yet: {bad}']
+    if reads[0] != reads[1]:
+        return [f'{host.name}: probe matrix not stable across two reads: '
+                f'{reads[0]} then {reads[1]}']
+    return []
+
+
+def wait_ready(hosts, full=True, timeout=READY_TIMEOUT):
+    """Wait until every host is usable (see _readiness_problems); LabError naming what is not
+    ready after ``timeout`` seconds.  Returns the seconds waited."""
+    start = time.monotonic()
+    deadline = start + timeout
+    said = False
+    while True:
+        found = _parallel(lambda h: _readiness_problems(h, full), list(hosts))
+        problems = [p for h in hosts for p in found[h]]
+        if problems and not said:
+            said = True
+            LOG.info('waiting for readiness: %s', '; '.join(problems)[:600])
+        if not problems:
+            took = time.monotonic() - start
+            LOG.info('lab ready (%s) after %.1f s', 'every path open, stable' if full
+                     else 'engines, sshd, no tentative IPv6', took)
+            return took
+        if time.monotonic() >= deadline:
+            raise LabError(f'lab not ready after {timeout:.0f} s: ' + '; '.join(problems))
+        time.sleep(0.25)
+
+
 def _anything_left():
     if os.path.exists(LIB_DIR) or os.path.exists(RUN_DIR):
         return True
@@ -1301,7 +1522,7 @@ def _anything_left():
     return bool(set().union(*_lab_processes().values()))
 
 
-def up(hosts=3, versions=None, configs=None):  # pylint: disable=invalid-name
+def up(hosts=None, versions=None, configs=None):  # pylint: disable=invalid-name
     """Bring the lab up (idempotent); return its hosts.
 
     A healthy lab with the same shape is left alone.  A lab whose engines,
@@ -1326,11 +1547,14 @@ def _up(wanted):
             broken = [h for h in wanted if _deployment_problems(h)]
             if not broken:
                 LOG.info('lab is up and healthy: nothing to do')
+                wait_ready(wanted, full=False)
                 return wanted
             LOG.info('recreating the deployment on %s', ', '.join(h.name for h in broken))
             _parallel(_deploy, broken)
             for host in broken:
                 _apply_brnf(host)
+            wait_ready(broken)
+            wait_ready(wanted, full=False)
             return wanted
         LOG.info('lab is unhealthy (%s): recreating it', '; '.join(problems))
     elif state:
@@ -1344,6 +1568,9 @@ def _up(wanted):
     if any(h.series == '28' for h in wanted):
         with _locked(DOCKER28_LOCK):
             ensure_docker28()
+    if any(h.series == '29' for h in wanted):
+        with _locked(DOCKER29_LOCK):
+            ensure_docker29()
     os.makedirs(LIB_DIR, exist_ok=True)
     os.makedirs(RUN_DIR, exist_ok=True)
     _ensure_ssh_key()
@@ -1376,8 +1603,55 @@ def _up(wanted):
         problems += _infra_problems(host) + _deployment_problems(host)
     if problems:
         raise LabError('lab came up unhealthy: ' + '; '.join(problems))
+    wait_ready(wanted)
     LOG.info('lab up in %.1f s; inventory: %s', time.monotonic() - start, INVENTORY)
     return wanted
+
+
+def _restart_sshd(host):
+    """Restart the host's sshd, its open sessions (and so Ansible's persisted connections) too."""
+    stat = os.stat(host.netns_path)
+    pids = set()
+    for entry in os.listdir('/proc'):
+        if entry.isdigit() and os.path.basename(_cmdline(int(entry)).split(' ', 1)[0]).startswith('sshd'):
+            with contextlib.suppress(OSError):
+                ns = os.stat(f'/proc/{entry}/ns/net')
+                if (ns.st_dev, ns.st_ino) == (stat.st_dev, stat.st_ino):
+                    pids.add(int(entry))
+    pids |= {_read_pid(os.path.join(host.run_dir, name)) for name in ('sshd.pid', 'sshd.spawn.pid')}
+    _kill_and_wait({p for p in pids if _pid_alive(p)}, 10)
+    _start_sshd(host)
+    _wait_sshd(host)
+
+
+def restart_engine(host, timeout=60):
+    """Stop ``host``'s dockerd (SIGTERM, as a service manager would), start it again with the
+    same arguments and start the deployment's containers again (no live-restore: dockerd stops
+    them).  Waits for engine, sshd and IPv6; not for open paths (a blackout may be active).
+    Returns dockerd's new pid."""
+    host = _as_host(host)
+    require_root()
+    with _locked():
+        pid_file = os.path.join(host.run_dir, 'dockerd.spawn.pid')
+        pid = _read_pid(pid_file)
+        if _pid_alive(pid, 'dockerd'):
+            _kill_and_wait({pid}, timeout)
+        _start_dockerd(host)
+        _wait_dockerd(host)
+        # sshd's mount namespace bind-mounts the engine's socket file: the new dockerd made a new
+        # one, so sshd is restarted to show SSH sessions the new engine.
+        _restart_sshd(host)
+        client = host.client(timeout=60)
+        try:
+            for spec in CONTAINERS:
+                cont = client.containers.get(spec['name'])
+                if cont.status != 'running':
+                    cont.start()
+        finally:
+            client.close()
+        _apply_brnf(host)
+        wait_ready([host], full=False)
+        return _read_pid(pid_file)
 
 
 # --------------------------------------------------------------------------- status
