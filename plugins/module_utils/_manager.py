@@ -847,9 +847,15 @@ class BlackoutManager(_HostManager):
         if self.module._diff:  # pylint: disable=protected-access
             # Chain by chain (stable: each chain's rules in their order in the chain), so the saved
             # order (before) and the planned order (after) print alike when nothing changes.
-            before = by_family(sorted((r for r in view.existing if r.tag.bo == name), key=lambda r: (r.table, r.chain)))
-            after = by_family(sorted((r for rules in target.desired.values() for r in rules),
-                                     key=lambda r: (r.table, r.chain)))
+            # Our nft rules (nftables backend, bridge table) too: a kept rule prints as planned.
+            planned = [r for rules in target.desired.values() for r in rules] + list(target.nft_desired)
+            by_identity = {r.identity: r for r in planned}
+            saved = [by_identity.get(r.identity, r) for r in view.existing + view.nft
+                     if r.tag is not None and r.tag.bo == name]
+
+            def chain_order(rules: t.Iterable[t.Any]) -> dict[str, list[str]]:
+                return by_family(sorted(rules, key=lambda r: r.line.split()[1]))
+            before, after = chain_order(saved), chain_order(planned)
             result['diff'] = {
                 'before_header': 'netfence rules of %s' % name,
                 'after_header': 'netfence rules of %s' % name,
@@ -1000,7 +1006,10 @@ class InfoManager(_HostManager):
         detection, existing, fw_why = self.read_firewall_tolerant()
         nft_rules = [r for r in self.read_nft() if r.tag is not None]
         state = self.read_record_section()
-        if detection is None and not nft_rules and not state['blackouts'] and not self.params.get('service'):
+        # No DOCKER-USER is only an error where the engine uses iptables: with Docker's nftables
+        # firewall backend there is none by design, and a host without blackout reports nothing.
+        if (detection is None and not nft_rules and not state['blackouts'] and not self.params.get('service')
+                and self.engine_backend() != 'nftables'):
             raise BlackoutError(t.cast(str, fw_why))
         existing = list(existing) + nft_rules
         detection_view = detection if detection is not None else _NFT_VIEW

@@ -168,8 +168,5 @@ def test_engine_restart_keeps_our_table_and_the_blackout(nft_host, run_module):
 def test_info_on_a_host_without_blackout(host, run_module):
     """blackout_info on a clean host reports nothing (and its backend)."""
     info = run_module(host, 'blackout_info')
-    if host.has('nft-backend') and info.get('failed') and 'DOCKER-USER chain not found' in str(info.get('msg')):
-        pytest.xfail('product bug: blackout_info fails on a Docker 29 nftables-backend host without a blackout: '
-                     + str(info.get('msg')))
     check_ok(info, 'blackout_info')
     assert info['blackouts'] == [], info['blackouts']

@@ -203,7 +203,6 @@ def test_invalid_input_changes_nothing(lab):
     run = playbook('blackout', '-e', f'service={SERVICE}', '-e', 'direction=sideways')
     assert run.rc != 0, run
     # The module rejects the input on every host before it changes anything; one reason for all.
-    names = ', '.join(h.name for h in lab)
     # Checked once on the controller, before any host runs the module: one message, no host changed.
     assert any(msg == (f'Blackout of {SERVICE} not started, no host was changed: Invalid input: value of '
                        'direction must be one of: inbound, both, got: sideways')
@@ -212,20 +211,8 @@ def test_invalid_input_changes_nothing(lab):
     assert_no_rule(lab)
 
 
-NFT_INFO_BUG = ("DOCKER-USER chain not found: is Docker running with iptables enabled? (Docker's nftables firewall "
-                'backend is not supported)')
-
-
-def xfail_known_nft_info_bug(run):
-    """blackout_info fails on a Docker 29 nftables-backend host that has no blackout (product bug, found
-    with the lab's h5; test_docker29.py::test_info_on_a_host_without_blackout): status.yml then fails."""
-    if run.rc != 0 and any(NFT_INFO_BUG in msg for msg in run.failure_messages()):
-        pytest.xfail('blackout_info fails on the Docker 29 nftables-backend host without a blackout (product bug)')
-
-
 def test_status_before(lab):
     run = playbook('status', '-e', f'service={SERVICE}')
-    xfail_known_nft_info_bug(run)
     assert run.rc == 0, run
     status = status_of(run)
     assert sorted(status['hosts']) == sorted(h.name for h in lab)
@@ -284,7 +271,6 @@ def test_restore_brings_everything_back(lab):
 
 def test_status_after(lab):
     run = playbook('status', '-e', f'service={SERVICE}')
-    xfail_known_nft_info_bug(run)
     assert run.rc == 0, run
     assert {name: row['state'] for name, row in status_of(run)['hosts'].items()} == \
         {h.name: 'none' for h in lab}
