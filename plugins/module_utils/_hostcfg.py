@@ -36,7 +36,6 @@ STATE_FILE = '/var/lib/netfence/blackouts.json'
 BRNF_SYSCTL = {'ipv4': '/proc/sys/net/bridge/bridge-nf-call-iptables',
                'ipv6': '/proc/sys/net/bridge/bridge-nf-call-ip6tables'}
 NFT_FAMILY = {'ipv4': 'ip', 'ipv6': 'ip6'}
-BACKENDS = ('auto', 'iptables', 'nftables')
 
 Runner = t.Callable[[t.List[str], t.Optional[str]], t.Tuple[int, str, str]]
 

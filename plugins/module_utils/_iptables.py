@@ -42,6 +42,10 @@ class FirewallError(Exception):
     """The host firewall could not be read, understood or changed."""
 
 
+class DockerUserMissing(FirewallError):
+    """No iptables variant holds Docker's DOCKER-USER chain (no Docker iptables rules here)."""
+
+
 # ---------------------------------------------------------------------------
 # Parsing
 # ---------------------------------------------------------------------------
@@ -409,6 +413,29 @@ class Firewall:
 
     def detect(self) -> Detection:
         """Pick the variant whose filter table has :DOCKER-USER; probe IPv6."""
+        default, holders, outputs = self._holders()
+        notes: list[str] = []
+        if len(holders) == 1:
+            variant = holders[0]
+            if default is not None and variant != default:
+                notes.append('DOCKER-USER is in iptables-%s while iptables defaults to %s: using %s'
+                             % (variant, default, variant))
+        else:
+            variant = default or 'nft'
+            notes.append('both iptables-nft and iptables-legacy hold DOCKER-USER: using %s (the default)' % variant)
+        save4 = self._binary('iptables', variant, 'save', default)
+        restore4 = self._binary('iptables', variant, 'restore', default)
+        if not (save4 and restore4):
+            raise FirewallError('iptables-%s-restore not found next to iptables-%s-save' % (variant, variant))
+        commands = {'ipv4': (save4, restore4)}
+        self._read = {'ipv4': filter_section(outputs[variant])} if variant in outputs else {}
+        v6_forward = self._probe_ipv6(variant, commands, notes)
+        self.detection = Detection(variant=variant, commands=commands, v6_forward=v6_forward, notes=tuple(notes))
+        return self.detection
+
+    def _holders(self) -> tuple[str | None, list[str], dict[str, str]]:
+        """(default variant, variants whose filter table holds DOCKER-USER, their save output);
+        DockerUserMissing when none does."""
         # No '-t filter' in these reads: with it, iptables-legacy-save instantiates the legacy
         # filter table in the network namespace when it is not there (a read that changes the firewall).
         default, already = self._default_save('iptables')
@@ -430,30 +457,17 @@ class Firewall:
             elif _filter_has_docker_user(out):
                 holders.append(variant)
                 outputs[variant] = out
-        notes: list[str] = []
         if not holders:
             hint = ' (%s)' % '; '.join(problems) if problems else ''
             if problems and all('Permission denied' in p or 'must be root' in p for p in problems):
                 raise FirewallError('permission denied reading the firewall: iptables needs root, run the task '
                                     'with become: true' + hint)
-            raise FirewallError('DOCKER-USER chain not found: is Docker running with iptables enabled? '
-                                '(Docker\'s nftables firewall backend is not supported)' + hint)
-        if len(holders) == 1:
-            variant = holders[0]
-            if default is not None and variant != default:
-                notes.append('DOCKER-USER is in iptables-%s while iptables defaults to %s: using %s'
-                             % (variant, default, variant))
-        else:
-            variant = default or 'nft'
-            notes.append('both iptables-nft and iptables-legacy hold DOCKER-USER: using %s (the default)' % variant)
-        commands = {}
-        save4 = self._binary('iptables', variant, 'save', default)
-        restore4 = self._binary('iptables', variant, 'restore', default)
-        if not (save4 and restore4):
-            raise FirewallError('iptables-%s-restore not found next to iptables-%s-save' % (variant, variant))
-        commands['ipv4'] = (save4, restore4)
-        self._read = {'ipv4': filter_section(outputs[variant])} if variant in outputs else {}
-        v6_forward = None
+            raise DockerUserMissing('DOCKER-USER chain not found: is Docker running with iptables enabled? '
+                                    '(Docker\'s nftables firewall backend is not supported)' + hint)
+        return default, holders, outputs
+
+    def _probe_ipv6(self, variant: str, commands: dict[str, tuple[str, str]], notes: list[str]) -> str | None:
+        """Add ip6tables of ``variant`` to ``commands`` when it works; its forward chain (None without)."""
         # ip6tables' default variant only matters when a variant's own binaries are missing.
         if self.binaries.get('ip6tables-%s-save' % variant) and self.binaries.get('ip6tables-%s-restore' % variant):
             default6 = None
@@ -461,18 +475,16 @@ class Firewall:
             default6 = self._default_variant('ip6tables')
         save6 = self._binary('ip6tables', variant, 'save', default6)
         restore6 = self._binary('ip6tables', variant, 'restore', default6)
-        if save6 and restore6:
-            rc, out, err = self.run([save6, '-t', 'filter'], None)
-            if rc == 0:
-                commands['ipv6'] = (save6, restore6)
-                self._read['ipv6'] = out
-                v6_forward = 'DOCKER-USER' if re.search(r'^:DOCKER-USER\s', out, re.M) else 'FORWARD'
-            else:
-                notes.append('IPv6 disabled: %s -t filter failed: %s' % (save6, err.strip()))
-        else:
+        if not (save6 and restore6):
             notes.append('IPv6 disabled: no ip6tables-%s save/restore binaries' % variant)
-        self.detection = Detection(variant=variant, commands=commands, v6_forward=v6_forward, notes=tuple(notes))
-        return self.detection
+            return None
+        rc, out, err = self.run([save6, '-t', 'filter'], None)
+        if rc != 0:
+            notes.append('IPv6 disabled: %s -t filter failed: %s' % (save6, err.strip()))
+            return None
+        commands['ipv6'] = (save6, restore6)
+        self._read['ipv6'] = out
+        return 'DOCKER-USER' if re.search(r'^:DOCKER-USER\s', out, re.M) else 'FORWARD'
 
     def _commands(self, family: str) -> tuple[str, str]:
         detection = self.detection or self.detect()

@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import errno
 import datetime as dt
-import ipaddress
 import math
 import os
 import re
@@ -36,6 +35,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._host_addresses im
 )
 from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     BINARY_NAMES,
+    DockerUserMissing,
     ExistingRule,
     Firewall,
     _datestop,
@@ -411,7 +411,7 @@ class _HostManager:
         try:
             detection, existing = self.read_firewall()
         except BlackoutError as exc:
-            if 'DOCKER-USER chain not found' not in str(exc):
+            if not isinstance(exc, DockerUserMissing):
                 raise
             return None, [], str(exc)
         return detection, existing, None
@@ -663,7 +663,7 @@ class BlackoutManager(_HostManager):
             try:
                 detection, why = self.firewall.detect(), None
             except FirewallError as exc:
-                if need_docker_user or 'DOCKER-USER chain not found' not in str(exc):
+                if need_docker_user or not isinstance(exc, DockerUserMissing):
                     raise
                 detection, why = None, str(exc)
             saved, notes = self.firewall.read_all()
@@ -1121,9 +1121,10 @@ class InfoManager(_HostManager):
 
 
 def valid_address(value: str) -> bool:
-    """True for a single IPv4/IPv6 address (no prefix)."""
+    """True for a single IPv4/IPv6 address (no prefix): the strict parser (no zone, whitespace,
+    control or non-ASCII characters)."""
     try:
-        ipaddress.ip_address(value)
-    except ValueError:
+        _validate.address(value, 'address')
+    except _validate.ValidationError:
         return False
     return True

@@ -82,6 +82,17 @@ def _count(rules: t.Iterable[t.Any], into: dict[str, dict[str, int]]) -> None:
         into.setdefault(rule.tag.bo, {'ipv4': 0, 'ipv6': 0})[family] += 1
 
 
+def _lifted(name: str, counts: dict[str, dict[str, int]], recorded: dict[str, t.Any],
+            removed_rules: list[t.Any]) -> dict[str, t.Any]:
+    """What the result says of one lifted blackout: its rules per family, its record, its containers."""
+    per = counts.get(name, {'ipv4': 0, 'ipv6': 0})
+    entry = recorded.get(name) or {}
+    return {'rules': per['ipv4'] + per['ipv6'], 'ipv4': per['ipv4'], 'ipv6': per['ipv6'],
+            'recorded': name in recorded, 'since': entry.get('since'), 'expires': entry.get('expires'),
+            'reason': entry.get('reason'), 'requested_by': entry.get('requested_by'),
+            'containers': sorted({r.tag.ct for r in removed_rules if r.tag.bo == name})}
+
+
 def lift_all(manager: t.Any, given: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any], list[t.Any]]:
     """Remove every netfence rule, nft rule and record entry of the host (under the host lock):
     (the module's result, the rules removed)."""
@@ -89,8 +100,7 @@ def lift_all(manager: t.Any, given: t.Mapping[str, t.Any]) -> tuple[dict[str, t.
     iptables = read_iptables(manager)
     nft_all = manager.read_nft()
     nft_tagged = [r for r in nft_all if r.tag is not None]
-    with manager.state_record() as record:
-        recorded = dict(record.find(_hostcfg.netns_id())['blackouts'])
+    recorded = dict(manager.read_record_section()['blackouts'])
     counts: dict[str, dict[str, int]] = {}
     for _cmd, rules in iptables:
         _count(rules, counts)
@@ -114,14 +124,7 @@ def lift_all(manager: t.Any, given: t.Mapping[str, t.Any]) -> tuple[dict[str, t.
             except _nft.NftError as exc:
                 raise _error(str(exc)) from None
         cleaned = clear_record(manager)
-    lifted = {}
-    for name in names:
-        per = counts.get(name, {'ipv4': 0, 'ipv6': 0})
-        entry = recorded.get(name) or {}
-        lifted[name] = {'rules': per['ipv4'] + per['ipv6'], 'ipv4': per['ipv4'], 'ipv6': per['ipv6'],
-                        'recorded': name in recorded, 'since': entry.get('since'), 'expires': entry.get('expires'),
-                        'reason': entry.get('reason'), 'requested_by': entry.get('requested_by'),
-                        'containers': sorted({r.tag.ct for r in removed_rules if r.tag.bo == name})}
+    lifted = {name: _lifted(name, counts, recorded, removed_rules) for name in names}
     logged = []
     if not module.check_mode:
         for name in names:
@@ -189,4 +192,3 @@ def verify_open(manager: t.Any, removed: list[t.Any]) -> tuple[dict[str, t.Any],
     outcome['summary'] = _verify.summary(outcome)
     outcome['state'] = 'ok' if outcome['ok'] else 'failed'
     return outcome, [container_result(c) for c in containers]
-

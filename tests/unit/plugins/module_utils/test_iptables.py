@@ -15,6 +15,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._docker_api import
 from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     BINARY_NAMES,
     Firewall,
+    DockerUserMissing,
     FirewallError,
     diff,
     netfence_rules,
@@ -323,8 +324,28 @@ def test_detect_legacy_holds_chains_while_default_is_nft():
 
 def test_detect_none_is_an_error():
     host = FakeHost({})
-    with pytest.raises(FirewallError, match='DOCKER-USER chain not found: is Docker running with iptables enabled?'):
+    with pytest.raises(DockerUserMissing, match='DOCKER-USER chain not found: is Docker running with iptables enabled?'):
         Firewall(host.run, ALL_BINS, host.read_proc).detect()
+
+
+class _DeniedHost(FakeHost):
+    """Every iptables save fails as it does for a non-root user."""
+
+    def run(self, argv, data):
+        if argv[1:] == ['--version']:
+            return super().run(argv, data)
+        self.calls.append((argv, data))
+        return 4, '', 'iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)'
+
+
+def test_detect_permission_denied_is_not_a_missing_docker_user():
+    """Code branches on DockerUserMissing (a restore goes on without DOCKER-USER): permission denied
+    is another FirewallError, never taken for it."""
+    host = _DeniedHost({'iptables-nft': EMPTY, 'iptables-legacy': EMPTY})
+    with pytest.raises(FirewallError) as caught:
+        Firewall(host.run, ALL_BINS, host.read_proc).detect()
+    assert type(caught.value) is FirewallError, caught.value  # pylint: disable=unidiomatic-typecheck
+    assert 'become: true' in str(caught.value)
 
 
 @pytest.mark.parametrize('default', ['nft', 'legacy'])

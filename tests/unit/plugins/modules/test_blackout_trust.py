@@ -78,7 +78,7 @@ def test_check_mode_reports_the_outcome_and_writes_nothing(fake_host, run_module
 def test_v6_failing_after_v4_compensates_v4(fake_host, run_module, monkeypatch, second):
     firewall, _engine = fake_host
     firewall.tables['ipv4']['rules'][1:1] = [('OUTPUT', '-d 10.9.9.9/32 -j DROP'),
-                                              ('DOCKER-USER', '-s 10.1.1.1/32 -j RETURN')]
+                                             ('DOCKER-USER', '-s 10.1.1.1/32 -j RETURN')]
     if second is not None:  # a blackout in place, changed by the failing run (removals re-inserted)
         run_module(main, {'service': 'memcached'})
     before = firewall.snapshot()
@@ -205,6 +205,8 @@ def _prior(run_module):
     (lambda p: _inbound(p).update(spec=_inbound(p)['spec'].replace('-d 172.18.0.2/32', '-d 172.18.0.0/16')),
      'single-address destination'),
     (lambda p: _inbound(p).update(spec=_inbound(p)['spec'].replace('-d 172.18.0.2/32 ', '')),
+     'single-address destination'),
+    (lambda p: _inbound(p).update(spec=_inbound(p)['spec'].replace('-d 172.18.0.2/32', '-d 172.18.0.2%eth0/32')),
      'single-address destination'),
     (lambda p: p['rules'][0].update(spec=p['rules'][0]['spec'] + '\n-F'), 'one-line spec'),
     (lambda p: p['rules'][0].update(chain='OUT PUT'), 'one-line spec'),
