@@ -737,4 +737,3 @@ def info(params: t.Mapping[str, t.Any], name: str) -> dict[str, t.Any]:
     """``{enabled, running, pid}`` of blackout ``name`` for blackout_info."""
     now = status(pid_path(name, docker_host_of(params)))
     return {'enabled': now['enabled'], 'running': now['running'], 'pid': now['pid']}
-

@@ -125,7 +125,7 @@ blackouts:
       type: dict
     members:
       description:
-        - The running containers that belong to the blackout now (same keys as RV(service.containers)),
+        - The running containers that belong to the blackout now (same keys as the C(containers) of RV(service)),
           null when the engine did not answer.
       type: list
       elements: dict

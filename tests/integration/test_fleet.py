@@ -382,7 +382,7 @@ def test_role_on_its_own_checks_the_ports_and_summarises_the_host(lab, tmp_path)
         assert summary[0].startswith(f'memcached: {word} (lab-memcached-1, lab-memcached-2); rules: '), summary
         verify = 'refused' if cut else 'answering'
         assert summary[0].endswith(f'verify: {verify}: {host.addr}:11211 {host.addr}:11212 127.0.0.1:11211 '
-                                    '127.0.0.1:11212 [::1]:11211 [::1]:11212'), summary
+                                   '127.0.0.1:11212 [::1]:11211 [::1]:11212'), summary
         module = run.results('netfence.docker.blackout : Set the blackout of the service to ' + state)[host.name]
         assert module['verify']['state'] == 'ok', module['verify']
         assert_probe([host], 'cut' if cut else 'open')

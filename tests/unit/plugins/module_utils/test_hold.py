@@ -138,8 +138,8 @@ class Fakes:
 
 def changed(cid=CID, addr='172.18.0.7'):
     return ({'changed': True, 'added': {'ipv4': ['x'] * 6}, 'removed': {'ipv4': ['y'] * 6},
-             'containers': [{'id': cid, 'name': 'lab-memcached-2', 'networks': {'lab_front': {'ipv4': addr,
-                                                                                               'ipv6': None}}}]},
+             'containers': [{'id': cid, 'name': 'lab-memcached-2',
+                             'networks': {'lab_front': {'ipv4': addr, 'ipv6': None}}}]},
             {cid: 'lab-memcached-2'})
 
 
@@ -375,7 +375,7 @@ def test_daemon_signal_handling_defers_while_busy(tmp_path, monkeypatch):
     ended = []
     daemon = _hold._Daemon(str(tmp_path / 'x.pid'), os.open(str(tmp_path / 'x.pid'), os.O_RDWR | os.O_CREAT),
                            'memcached', time.time() - 1, lambda: True)
-    monkeypatch.setattr(daemon, 'end', lambda why: ended.append(why))
+    monkeypatch.setattr(daemon, 'end', ended.append)
     daemon.busy = True
     daemon.on_signal(signal.SIGALRM, None)
     assert daemon.pending == 'the blackout expired' and not ended
@@ -383,7 +383,7 @@ def test_daemon_signal_handling_defers_while_busy(tmp_path, monkeypatch):
     daemon.on_signal(signal.SIGTERM, None)
     assert ended == ['stopped (SIGTERM)']
     gone = _hold._Daemon(daemon.path, daemon.lock_fd, 'memcached', None, lambda: False)
-    monkeypatch.setattr(gone, 'end', lambda why: ended.append(why))
+    monkeypatch.setattr(gone, 'end', ended.append)
     gone.on_signal(signal.SIGALRM, None)
     assert ended[-1] == 'the blackout is no longer recorded'
     signal.setitimer(signal.ITIMER_REAL, 0)

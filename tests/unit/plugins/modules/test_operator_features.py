@@ -97,8 +97,7 @@ def test_good_audit_fields_pass():
 
 
 def test_who_and_why_recorded_returned_logged(fake_host, run_module, syslog_lines):
-    result = run_ok(run_module, blackout.main, {'service': 'memcached', 'expires': '1h', 'reason': 'deploy "42"',
-                                                 'requested_by': 'alice'})
+    result = run_ok(run_module, blackout.main, {'service': 'memcached', 'expires': '1h', 'reason': 'deploy "42"', 'requested_by': 'alice'})
     assert result['reason'] == 'deploy "42"' and result['requested_by'] == 'alice'
     assert result['audit']['event'] == 'blackout'
     entry = state_record()['memcached']
@@ -128,8 +127,7 @@ def test_new_reason_is_a_renewal_without_touching_the_rules(fake_host, run_modul
     run_ok(run_module, blackout.main, {'service': 'memcached', 'reason': 'window', 'requested_by': 'alice'})
     rules = firewall.rules('ipv4')
     n = len(firewall.restores)
-    renewed = run_ok(run_module, blackout.main, {'service': 'memcached', 'reason': 'window, longer',
-                                                  'requested_by': 'bob'})
+    renewed = run_ok(run_module, blackout.main, {'service': 'memcached', 'reason': 'window, longer', 'requested_by': 'bob'})
     assert renewed['changed'] is True and renewed['audit']['event'] == 'renewal'
     assert len(firewall.restores) == n and firewall.rules('ipv4') == rules
     assert info_of(run_module, 'memcached')['reason'] == 'window, longer'
@@ -152,8 +150,7 @@ def test_repair_and_restore_are_logged(fake_host, run_module, syslog_lines):
     # The record keeps who made it; the log line names who repaired it.
     assert repaired['reason'] == 'window' and repaired['requested_by'] == 'alice'
     assert repaired['audit']['logged'].startswith('repair memcached by=cron reason="window"')
-    restored = run_ok(run_module, blackout.main, {'service': 'memcached', 'state': 'absent', 'reason': 'done',
-                                                   'requested_by': 'alice'})
+    restored = run_ok(run_module, blackout.main, {'service': 'memcached', 'state': 'absent', 'reason': 'done', 'requested_by': 'alice'})
     assert restored['audit']['event'] == 'restore'
     events = [line.split()[0] for line in logged(syslog_lines)]
     assert events == ['blackout', 'repair', 'restore'], logged(syslog_lines)
@@ -201,8 +198,7 @@ def test_all_lifts_every_blackout_and_nothing_else(fake_host, run_module, syslog
         name = line.split('netfence bo=')[1].split()[0]
         counts[name] = counts.get(name, 0) + 1
     assert sorted(counts) == ['bystander', 'drill-7', 'memcached']
-    result = run_ok(run_module, blackout.main, {'state': 'absent', 'all': True, 'reason': 'incident',
-                                                 'requested_by': 'oncall'})
+    result = run_ok(run_module, blackout.main, {'state': 'absent', 'all': True, 'reason': 'incident', 'requested_by': 'oncall'})
     assert result['changed'] is True and result['all'] is True
     assert {n: v['rules'] for n, v in result['lifted'].items()} == counts
     assert result['lifted']['memcached']['reason'] == 'a' and result['lifted']['bystander']['expires']
