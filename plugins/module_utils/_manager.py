@@ -407,25 +407,18 @@ class _HostManager:
         return self._containers
 
     def read_firewall_tolerant(self) -> tuple[t.Any, list[ExistingRule], str | None]:
-        """Like read_firewall, but (None, [], why) when iptables holds no Docker chains."""
-        try:
-            detection, existing = self.read_firewall()
-        except BlackoutError as exc:
-            if not isinstance(exc, DockerUserMissing):
-                raise
-            return None, [], str(exc)
-        return detection, existing, None
-
-    def read_firewall(self) -> tuple[t.Any, list[ExistingRule]]:
-        """(detection, every netfence rule on the host)."""
+        """(detection, every netfence rule on the host, None), or (None, [], why) when no iptables
+        variant holds Docker's chains (DockerUserMissing); any other firewall error fails."""
         try:
             detection = self.firewall.detect()
             existing: list[ExistingRule] = []
             for family in detection.chains.families:
                 existing += netfence_rules_in_save(self.firewall.save(family), family)
+        except DockerUserMissing as exc:
+            return None, [], str(exc)
         except FirewallError as exc:
             raise BlackoutError(str(exc)) from None
-        return detection, existing
+        return detection, existing, None
 
     @staticmethod
     def firewall_result(detection: t.Any, why: str | None = None) -> dict[str, t.Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ansible_collections.netfence.docker.plugins.module_utils import _docker_api
+from ansible_collections.netfence.docker.plugins.module_utils import _docker_api, _manager
 from ansible_collections.netfence.docker.plugins.modules import blackout, blackout_info
 
 
@@ -146,3 +146,29 @@ def test_info_permission_denied_says_become(fake_host, run_module):
     result = run_module(blackout_info.main, {})
     assert result['failed'] is True
     assert 'permission denied reading the firewall: iptables needs root' in result['msg']
+
+
+def _without_docker_user(firewall):
+    """A host whose iptables hold none of Docker's chains (Docker's nftables backend, or no Docker)."""
+    for family in ('ipv4', 'ipv6'):
+        firewall.tables[family]['chains'].pop('DOCKER-USER', None)
+        firewall.tables[family]['rules'] = [r for r in firewall.tables[family]['rules'] if 'DOCKER-USER' not in r]
+
+
+def test_no_docker_user_on_an_nftables_engine_reports_nothing(fake_host, run_module, monkeypatch):
+    """Docker 29 with --firewall-backend=nftables has no DOCKER-USER by design: nothing to report."""
+    firewall, _engine = fake_host
+    _without_docker_user(firewall)
+    monkeypatch.setattr(_manager._HostManager, 'engine_backend', lambda self: 'nftables')
+    result = info(run_module)
+    assert result['blackouts'] == []
+    assert result['firewall']['variant'] is None and result['firewall']['backend'] == 'nftables'
+    assert any('DOCKER-USER chain not found' in note for note in result['firewall']['notes'])
+
+
+def test_no_docker_user_on_an_iptables_engine_fails_clearly(fake_host, run_module, monkeypatch):
+    firewall, _engine = fake_host
+    _without_docker_user(firewall)
+    monkeypatch.setattr(_manager._HostManager, 'engine_backend', lambda self: 'iptables')
+    result = run_module(blackout_info.main, {})
+    assert result['failed'] is True and result['msg'].startswith('DOCKER-USER chain not found'), result['msg']
