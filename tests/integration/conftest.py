@@ -59,9 +59,9 @@ if str(LAB_DIR) not in sys.path:
     sys.path.insert(0, str(LAB_DIR))
 
 import netfence_lab  # noqa: E402  pylint: disable=wrong-import-position
+from nf_helpers import SERIES_29  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 NAMESPACE, COLLECTION = 'netfence', 'docker'
-SERIES_29 = ('29', '29+nft-backend')  # Docker 29 with its iptables (default) and nftables backends
 _COUNTERS = re.compile(r'\[\d+:\d+\]')
 _SAVE_COMMANDS = (
     ('ipv4', 'nft', 'iptables-nft-save'),

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+SERIES_29 = ('29', '29+nft-backend')  # Docker 29 with its iptables (default) and nftables backends
 QUIET_WAIT = 120.0  # seconds to wait for a lab host without netfence rules
 _BO_RE = re.compile(r'"netfence bo=(\S+) ')
 

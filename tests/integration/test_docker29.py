@@ -22,8 +22,7 @@ import os
 import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
-from conftest import SERIES_29
-from nf_helpers import check_ok, held_host
+from nf_helpers import SERIES_29, check_ok, held_host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='the lab needs root')
 
