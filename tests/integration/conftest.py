@@ -10,7 +10,7 @@ Fixtures (all generic, use them from any test module here):
 - ``host_of_series`` (session): ``host_of_series('20.10')`` → first LabHost of that series (skips
   when the lab has none); ``'29'`` prefers Docker's iptables backend, ``'29+nft-backend'`` is the
   first Docker 29 host with ``--firewall-backend=nftables``.
-- ``SERIES_29`` (module constant): ``('29', '29+nft-backend')``, the Docker 29 flavours.
+- ``SERIES_29`` (in nf_helpers.py): ``('29', '29+nft-backend')``, the Docker 29 flavours.
 - ``collections_path`` (session): a temporary ``ansible_collections/netfence/docker`` symlink to
   this checkout (the directory to put in ANSIBLE_COLLECTIONS_PATH).
 - ``ansible_env`` (session): the environment the helpers run ansible with.
@@ -59,7 +59,6 @@ if str(LAB_DIR) not in sys.path:
     sys.path.insert(0, str(LAB_DIR))
 
 import netfence_lab  # noqa: E402  pylint: disable=wrong-import-position
-from nf_helpers import SERIES_29  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 NAMESPACE, COLLECTION = 'netfence', 'docker'
 _COUNTERS = re.compile(r'\[\d+:\d+\]')
