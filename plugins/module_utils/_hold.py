@@ -29,6 +29,7 @@ record. It logs to syslog (ident ``netfence-hold``).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import json
@@ -669,6 +670,15 @@ def before_run(module: t.Any, manager: t.Any) -> bool:
         return stop(pid_path(name, docker_host_of(p)))
     except (HoldError, ValueError) as exc:
         raise BlackoutError(str(exc), blackout=name) from None
+    except OSError as exc:
+        raise BlackoutError(_os_error('cannot stop the hold watcher of %s' % name, exc), blackout=name) from None
+
+
+def _os_error(what: str, exc: OSError) -> str:
+    """``what``: the error, with the become hint where the cause is missing privileges."""
+    hint = ': the module needs root, run the task with become: true' if exc.errno in (
+        errno.EACCES, errno.EPERM) else ''
+    return '%s (%s)%s' % (what, exc.strerror or exc, hint)
 
 
 def stop_engine_watchers(docker_host: str) -> bool:
@@ -687,6 +697,8 @@ def stop_engine_watchers(docker_host: str) -> bool:
             stopped = stop(os.path.join(hold_dir(), entry)) or stopped
         except HoldError as exc:
             raise BlackoutError(str(exc)) from None
+        except OSError as exc:
+            raise BlackoutError(_os_error('cannot stop the hold watcher %s' % entry, exc)) from None
     return stopped
 
 

@@ -435,3 +435,23 @@ def test_the_panic_button_without_any_watcher_stops_nothing(tmp_path, monkeypatc
     module = _Module({'state': 'absent', 'all': True, 'docker_host': None, 'rollback': None})
     assert _hold.before_run(module, manager=None) is False
     assert _hold.after_run(module, {'changed': False}, False)['changed'] is False
+
+
+def test_a_restore_without_root_says_become_when_the_watcher_cannot_be_stopped(tmp_path, monkeypatch):
+    """A watcher's pid file the user cannot read (not root): the become hint, not a raw traceback."""
+    monkeypatch.setenv('NETFENCE_STATE_FILE', str(tmp_path / 'blackouts.json'))
+
+    def denied(path):
+        raise PermissionError(13, 'Permission denied', path)
+
+    monkeypatch.setattr(_hold, 'stop', denied)
+
+    class Manager:
+        @staticmethod
+        def name():
+            return 'memcached'
+
+    module = _Module({'state': 'absent', 'all': False, 'docker_host': None, 'rollback': None})
+    with pytest.raises(_hold.BlackoutError) as caught:
+        _hold.before_run(module, Manager())
+    assert 'run the task with become: true' in str(caught.value), caught.value
