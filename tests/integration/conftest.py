@@ -59,6 +59,7 @@ if str(LAB_DIR) not in sys.path:
     sys.path.insert(0, str(LAB_DIR))
 
 import netfence_lab  # noqa: E402  pylint: disable=wrong-import-position
+import nf_helpers  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 NAMESPACE, COLLECTION = 'netfence', 'docker'
 _COUNTERS = re.compile(r'\[\d+:\d+\]')
@@ -522,15 +523,7 @@ def ours(snap: dict) -> dict:
 
 def snapshot_diff(before: dict, after: dict) -> str:
     """Human-readable difference of two snapshots ('' when equal)."""
-    out = []
-    for key in sorted(set(before) | set(after)):
-        b, a = before.get(key, []), after.get(key, [])
-        if a != b:
-            gone = [line for line in b if line not in a]
-            new = [line for line in a if line not in b]
-            out.append(f'  {key}: -{len(gone)} +{len(new)} lines' + (' (order changed)' if not gone and not new else ''))
-            out += [f'    - {line}' for line in gone[:15]] + [f'    + {line}' for line in new[:15]]
-    return '\n'.join(out)
+    return nf_helpers.snapshot_diff(before, after, indent='  ', shown=15)
 
 
 def repair_host(host, before: dict) -> list[str]:

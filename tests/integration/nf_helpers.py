@@ -46,3 +46,17 @@ def held_host(lab_host, netfence_rules, restore):
     restore(lab_host)
     leftovers = netfence_rules(lab_host)
     assert not leftovers, f'netfence rules left on {lab_host.name}: {leftovers}'
+
+
+def snapshot_diff(before: dict, after: dict, indent: str = '', shown: int = 20) -> str:
+    """Human-readable difference of two firewall snapshots ({key: lines}; '' when equal): per key the
+    lines gone and new (at most ``shown`` of each), or that only their order changed."""
+    out = []
+    for key in sorted(set(before) | set(after)):
+        b, a = before.get(key, []), after.get(key, [])
+        if a != b:
+            gone = [line for line in b if line not in a]
+            new = [line for line in a if line not in b]
+            out.append(f'{indent}{key}: -{len(gone)} +{len(new)} lines' + (' (order changed)' if not gone and not new else ''))
+            out += [f'{indent}  - {line}' for line in gone[:shown]] + [f'{indent}  + {line}' for line in new[:shown]]
+    return '\n'.join(out)

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
-from nf_helpers import blackout_of, check_ok, held_host, wait_quiet
+from nf_helpers import blackout_of, check_ok, held_host, snapshot_diff, wait_quiet
 
 # Docker 29 (both firewall backends) when the lab has it (the default lab with ../shared/docker29
 # beside the checkout): skipped, saying why, elsewhere.
@@ -59,15 +59,7 @@ def restore_mine(host, run_module, netfence_rules) -> None:
 
 def fw_diff(before: dict, after: dict) -> str:
     """Human-readable difference of two firewall snapshots."""
-    out = []
-    for key in sorted(set(before) | set(after)):
-        b, a = before.get(key, []), after.get(key, [])
-        if a != b:
-            gone = [line for line in b if line not in a]
-            new = [line for line in a if line not in b]
-            out.append(f'{key}: -{len(gone)} +{len(new)} lines' + (' (order changed)' if not gone and not new else ''))
-            out += [f'  - {line}' for line in gone[:20]] + [f'  + {line}' for line in new[:20]]
-    return '\n'.join(out)
+    return snapshot_diff(before, after)
 
 
 def no_since(value: t.Any) -> t.Any:
