@@ -172,6 +172,21 @@ def container_result(container: Container) -> dict[str, t.Any]:
     }
 
 
+def chain_of(line: str) -> str:
+    """The chain a rule line is in, as the diff groups them: ``-A DOCKER-USER ...`` → ``DOCKER-USER``,
+    ``nft inet netfence output: ...`` → ``nft inet netfence output:`` (family and table included:
+    the bridge and the inet table both have a ``forward`` chain)."""
+    words = line.split()
+    return ' '.join(words[:4]) if words[0] == 'nft' else words[1]
+
+
+def diff_text(rules: t.Iterable[t.Any]) -> str:
+    """The diff text of rules: family by family, chain by chain (``chain_of``), each chain's rules in
+    the given order (stable), so rules read back from a chain print as they were planned."""
+    grouped = by_family(sorted(rules, key=lambda r: chain_of(r.line)))
+    return ''.join('%s: %s\n' % (f, line) for f in FAMILIES for line in grouped[f])
+
+
 def by_family(rules: t.Iterable[t.Any]) -> dict[str, list[str]]:
     """{'ipv4': [lines], 'ipv6': [lines]} in the given order (nft rules by their address)."""
     out: dict[str, list[str]] = {family: [] for family in FAMILIES}
@@ -845,15 +860,11 @@ class BlackoutManager(_HostManager):
             by_identity = {r.identity: r for r in planned}
             saved = [by_identity.get(r.identity, r) for r in view.existing + view.nft
                      if r.tag is not None and r.tag.bo == name]
-
-            def chain_order(rules: t.Iterable[t.Any]) -> dict[str, list[str]]:
-                return by_family(sorted(rules, key=lambda r: r.line.split()[1]))
-            before, after = chain_order(saved), chain_order(planned)
             result['diff'] = {
                 'before_header': 'netfence rules of %s' % name,
                 'after_header': 'netfence rules of %s' % name,
-                'before': ''.join('%s: %s\n' % (f, line) for f in FAMILIES for line in before[f]),
-                'after': ''.join('%s: %s\n' % (f, line) for f in FAMILIES for line in after[f]),
+                'before': diff_text(saved),
+                'after': diff_text(planned),
             }
         return result
 

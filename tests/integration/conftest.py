@@ -479,8 +479,8 @@ def host_snapshot(host) -> dict:
     for family, variant, command in _SAVE_COMMANDS:
         lines = _save_lines(parts.get(command, f'! {command} gave no output'))
         out[f'{family}/{variant}'] = _drop_empty_legacy_tables(lines) if variant == 'legacy' else lines
-    out['nft'] = [line.rstrip() for line in parts.get(commands[-1], '! nft gave no output').splitlines()
-                  if line.strip()]
+    out['nft'] = nf_helpers.nft_canonical([line.rstrip() for line in
+                                           parts.get(commands[-1], '! nft gave no output').splitlines()])
     state = Path(host.lib_dir) / 'netfence-state' / 'blackouts.json'
     try:
         raw = state.read_text(encoding='utf-8')

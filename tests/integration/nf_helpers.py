@@ -48,6 +48,36 @@ def held_host(lab_host, netfence_rules, restore):
     assert not leftovers, f'netfence rules left on {lab_host.name}: {leftovers}'
 
 
+def nft_canonical(lines: list[str]) -> list[str]:
+    """An ``nft list ruleset`` listing with the order that means nothing taken out: tables sorted, and
+    each table's chains (sets, maps, ...) sorted by name. The order of the rules in a chain is kept.
+    (A chain deleted and created again, e.g. DOCKER-USER by a test, is listed last by nft.)"""
+    tables: list[tuple[str, list[str]]] = []  # (header, lines)
+    loose: list[str] = []
+    blocks: list[list[str]] = []
+    header = None
+    for line in lines:
+        if not line.strip():
+            continue
+        if header is None:
+            if line.startswith('table ') and line.rstrip().endswith('{'):
+                header, blocks = line, []
+            else:
+                loose.append(line)
+        elif line == '}':
+            tables.append((header, [ln for block in sorted(blocks, key=lambda b: b[0]) for ln in block]))
+            header = None
+        elif line.startswith('\t') and not line.startswith('\t\t') and line.rstrip().endswith('{'):
+            blocks.append([line])
+        elif blocks:
+            blocks[-1].append(line)
+        else:
+            blocks.append([line])
+    if header is not None:  # cut short: keep what was read as it came
+        tables.append((header, [ln for block in blocks for ln in block]))
+    return loose + [ln for head, body in sorted(tables) for ln in [head] + body + ['}']]
+
+
 def snapshot_diff(before: dict, after: dict, indent: str = '', shown: int = 20) -> str:
     """Human-readable difference of two firewall snapshots ({key: lines}; '' when equal): per key the
     lines gone and new (at most ``shown`` of each), or that only their order changed."""

@@ -327,9 +327,12 @@ def tags_of(text):
 
 def test_diff_mode_shows_rule_lists(scenario):
     real = scenario.real
-    # Shown chain by chain (each chain's rules in their order), the same for saved and planned rules.
+    # Shown chain by chain (each chain's rules in their order), the same for saved and planned rules:
+    # an iptables chain is '-A CHAIN', an nft one 'nft FAMILY TABLE CHAIN:'.
+    def chain(line):
+        return ' '.join(line.split()[:4]) if line.startswith('nft ') else line.split()[1]
     expected = ''.join(f'{f}: {line}\n' for f in ('ipv4', 'ipv6')
-                       for line in sorted(real['rules'][f], key=lambda x: x.split()[1]))
+                       for line in sorted(real['rules'][f], key=chain))
     assert real['diff']['before'] == ''
     assert real['diff']['after'] == expected
     assert no_since(scenario.check['diff']) == no_since(real['diff'])

@@ -5,7 +5,8 @@ host whose Docker uses iptables-legacy, when the lab has one: `lab.py up --confi
   ``xtables-nft-multi`` in the lab host's sshd mount namespace only) undoes the earlier one: the
   module fails, every firewall is byte-identical to before, memcached still answers;
 - 8 concurrent blackouts of one host, then their 8 concurrent restores: every firewall
-  byte-identical to before (iptables nft/legacy v4/v6 and ``nft list ruleset``);
+  byte-identical to before (iptables nft/legacy v4/v6 and ``nft list ruleset``, its chains compared
+  by name: nft lists a chain created again last);
 - a run blocked by a held host lock fails after ``lock_timeout`` naming the holder, changing nothing;
 - a restore with DOCKER-USER deleted removes the OUTPUT/INPUT rules;
 - ``prior`` + ``rollback``: back to the rules of the first run, traffic still refused.
@@ -24,7 +25,7 @@ import time
 import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
-from nf_helpers import blackout_of, check_ok, held_host
+from nf_helpers import blackout_of, check_ok, held_host, nft_canonical
 
 HOSTS = ('20.10', '28', 'legacy')  # a Docker series (its first host), or the first host with that config
 CUT = ('external', 'localhost4', 'peer:lab_front')
@@ -80,7 +81,8 @@ def whole(firewall_snapshot):
 
     def snap(host):
         ruleset = netfence_lab.host_exec(host, ['nft', 'list', 'ruleset'], check=False)
-        return dict(firewall_snapshot(host), nft=[COUNTER.sub('counter', line) for line in ruleset.stdout.splitlines()]
+        return dict(firewall_snapshot(host),
+                    nft=nft_canonical([COUNTER.sub('counter', line) for line in ruleset.stdout.splitlines()])
                     if ruleset.returncode == 0 else ['! ' + ruleset.stderr.strip()])
 
     return snap

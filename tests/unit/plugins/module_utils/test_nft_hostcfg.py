@@ -430,3 +430,19 @@ def test_the_chain_listing_is_kept_for_missing_base_chains_until_a_change():
     assert fake.calls[calls:] == [['-j', 'list', 'table', 'ip', 'filter']]  # no second chain listing
     nft.apply('delete table inet netfence\n')
     assert nft.last_chains is None
+
+
+def test_diff_text_prints_rules_read_back_chain_by_chain_as_planned():
+    """The diff of a second run: nft lists our rules chain by chain, the plan has them container by
+    container; both print alike (the diff groups by family, table and chain, keeping each chain's order)."""
+    from ansible_collections.netfence.docker.plugins.module_utils._manager import chain_of, diff_text
+    db = Container(id='fedcba987654' + 'ef' * 26, name='db-1', state='running', labels={}, network_mode='app',
+                   networks=(Network('app', '172.18.0.3', 'fd00::3'),), ports=())
+    planned = (_nft.plan_inet('web', [WEB, db], Options.build(), SINCE)
+               + _nft.plan_bridge('web', [WEB, db], Options.build(), SINCE, ['ipv4'], _nft.BridgeCaps(True, True)))
+    listed = sorted(planned, key=lambda r: (r.nfamily, r.chain))  # what nft lists: chain by chain, in order
+    assert [r.line for r in listed] != [r.line for r in planned]
+    assert diff_text(listed) == diff_text(planned)
+    assert {chain_of(r.line) for r in planned} == {'nft inet netfence forward:', 'nft inet netfence input:',
+                                                  'nft inet netfence output:', 'nft bridge netfence forward:'}
+    assert chain_of('-A DOCKER-USER -d 172.18.0.2/32 -j REJECT') == 'DOCKER-USER'
