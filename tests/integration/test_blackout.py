@@ -325,14 +325,16 @@ def tags_of(text):
     return sorted(re.findall(r'netfence bo=[^"]*', text))
 
 
+def chain_of_line(line):
+    """The chain of a rule line: '-A CHAIN ...' → CHAIN, 'nft FAMILY TABLE CHAIN: ...' → its first four words."""
+    return ' '.join(line.split()[:4]) if line.startswith('nft ') else line.split()[1]
+
+
 def test_diff_mode_shows_rule_lists(scenario):
     real = scenario.real
-    # Shown chain by chain (each chain's rules in their order), the same for saved and planned rules:
-    # an iptables chain is '-A CHAIN', an nft one 'nft FAMILY TABLE CHAIN:'.
-    def chain(line):
-        return ' '.join(line.split()[:4]) if line.startswith('nft ') else line.split()[1]
+    # Shown chain by chain (each chain's rules in their order), the same for saved and planned rules.
     expected = ''.join(f'{f}: {line}\n' for f in ('ipv4', 'ipv6')
-                       for line in sorted(real['rules'][f], key=chain))
+                       for line in sorted(real['rules'][f], key=chain_of_line))
     assert real['diff']['before'] == ''
     assert real['diff']['after'] == expected
     assert no_since(scenario.check['diff']) == no_since(real['diff'])
