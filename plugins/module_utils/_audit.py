@@ -6,7 +6,7 @@
 """Who and why: the ``reason`` and ``requested_by`` of a blackout (issue #17).
 
 Both are module options of netfence.docker.blackout, recorded with the blackout in the host's
-state record (``/var/lib/netfence/blackouts.json``, see _hostcfg.py) and written to the host's
+state record (``/var/lib/netfence/blackouts.json``, see _state.py) and written to the host's
 log (stdlib ``syslog``, ident ``netfence``) on every event that changes a blackout:
 
 - ``blackout``: a blackout that was not in place (no live rule of its name) now is;

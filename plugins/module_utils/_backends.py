@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import typing as t
 
-from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg, _iptables, _nft
+from ansible_collections.netfence.docker.plugins.module_utils import _iptables, _nft
 
 
 def _lines(rules: t.Iterable[t.Any]) -> list[str]:
@@ -163,5 +163,5 @@ def holding_chains(changes: t.Sequence[Change]) -> set[tuple[str, str, str]]:
         if isinstance(change, IptablesChange) and change.variant == 'nft':
             gone = {id(r) for r in change.to_remove} if change.applied else set()
             rules = [r for r in change.existing if id(r) not in gone] + (change.to_add if change.applied else [])
-            held |= {(_hostcfg.NFT_FAMILY[r.family], r.table, r.chain) for r in rules}
+            held |= {(_nft.NFT_FAMILY[r.family], r.table, r.chain) for r in rules}
     return held

@@ -42,7 +42,7 @@ import time
 import typing as t
 from urllib.parse import quote, urlencode
 
-from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg
+from ansible_collections.netfence.docker.plugins.module_utils import _state
 from ansible_collections.netfence.docker.plugins.module_utils._docker_api import (
     DEFAULT_DOCKER_HOST,
     Container,
@@ -87,7 +87,7 @@ def docker_host_of(params: t.Mapping[str, t.Any]) -> str:
 
 def hold_dir() -> str:
     """``hold/`` next to the state record (per host, also in the lab)."""
-    return os.path.join(os.path.dirname(_hostcfg.state_path()) or '.', 'hold')
+    return os.path.join(os.path.dirname(_state.state_path()) or '.', 'hold')
 
 
 def pid_path(name: str, docker_host: str) -> str:
@@ -535,7 +535,7 @@ def _recorded(module: t.Any, name: str) -> bool:
         manager = HoldManager(QuietModule(module, dict(module.params), _syslog))
         manager.engine_info()  # the engine does not answer: the record's section is unsure, keep holding
         with manager.state_record() as record:
-            return name in record.find(_hostcfg.netns_id())['blackouts']
+            return name in record.find(_state.netns_id())['blackouts']
     except Exception:  # pylint: disable=broad-except
         return True  # unsure: keep holding; the deadline and the restore still end it
 

@@ -18,6 +18,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     DATESTOP_FORMAT,
     FAMILIES,
     Chains,
+    IptablesRuleText,
     Rule,
     Tag,
     parse_tag,
@@ -101,7 +102,7 @@ def _datestop(tokens: list[str]) -> dt.datetime | None:
 
 
 @dataclass(frozen=True)
-class ExistingRule:
+class ExistingRule(IptablesRuleText):
     """A netfence rule found in iptables-save output (spec exactly as saved)."""
 
     family: str
@@ -110,14 +111,6 @@ class ExistingRule:
     spec: str
     tag: Tag
     datestop: dt.datetime | None
-
-    @property
-    def identity(self) -> tuple[str, str, str, str]:
-        return (self.family, self.table, self.chain, self.tag.render())
-
-    @property
-    def line(self) -> str:
-        return '-A %s %s' % (self.chain, self.spec)
 
     @property
     def path(self) -> str:

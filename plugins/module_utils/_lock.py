@@ -20,7 +20,7 @@ import os
 import time
 import typing as t
 
-from ansible_collections.netfence.docker.plugins.module_utils._hostcfg import check_state_dir, open_state_file
+from ansible_collections.netfence.docker.plugins.module_utils._state import check_state_dir, open_state_file
 
 LOCK_NAME = 'host.lock'
 POLL = 0.05

@@ -44,7 +44,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     tag_of,
 )
 from ansible_collections.netfence.docker.plugins.module_utils import (
-    _audit, _backends, _drift, _hostcfg, _lock, _nft, _panic, _validate, _verify)
+    _audit, _backends, _drift, _hostcfg, _lock, _nft, _panic, _state, _validate, _verify)
 from ansible_collections.netfence.docker.plugins.module_utils._nft import (
     Nft,
     NftError,
@@ -191,7 +191,7 @@ def by_family(rules: t.Iterable[t.Any]) -> dict[str, list[str]]:
     """{'ipv4': [lines], 'ipv6': [lines]} in the given order (nft rules by their address)."""
     out: dict[str, list[str]] = {family: [] for family in FAMILIES}
     for rule in rules:
-        out[getattr(rule, 'addr_family', rule.family)].append(rule.line)
+        out[rule.addr_family].append(rule.line)
     return out
 
 
@@ -348,21 +348,21 @@ class _HostManager:
         record = self.state_record(readonly=True)
         try:
             with record:
-                state = record.find(_hostcfg.netns_id())
+                state = record.find(_state.netns_id())
         except OSError as exc:
-            self.module.warn('cannot read %s: %s' % (_hostcfg.state_path(), exc))
+            self.module.warn('cannot read %s: %s' % (_state.state_path(), exc))
             state = record.section()
         for warning in record.warnings:
             self.module.warn(warning)
         return state
 
-    def state_record(self, readonly: bool = False) -> _hostcfg.StateRecord:
+    def state_record(self, readonly: bool = False) -> _state.StateRecord:
         """The state record, section of this engine (DockerRootDir) when the engine answers."""
         try:
             root = self.engine_info().get('DockerRootDir')
         except BlackoutError:
             root = None
-        return _hostcfg.StateRecord(_hostcfg.host_key(root if isinstance(root, str) else None), readonly=readonly)
+        return _state.StateRecord(_state.host_key(root if isinstance(root, str) else None), readonly=readonly)
 
     def engine_backend(self) -> str | None:
         """'iptables' / 'nftables' as the engine reports it; None when the engine does not answer."""
@@ -651,7 +651,7 @@ class BlackoutManager(_HostManager):
         mode writes nothing, so it takes no lock (and creates nothing on disk)."""
         if self.module.check_mode:
             return contextlib.nullcontext()
-        lock = _lock.HostLock(_lock.lock_path(_hostcfg.state_path()), self.params.get('lock_timeout') or 0, name)
+        lock = _lock.HostLock(_lock.lock_path(_state.state_path()), self.params.get('lock_timeout') or 0, name)
         self.lock = lock
         try:
             lock.acquire()
@@ -750,11 +750,11 @@ class BlackoutManager(_HostManager):
         """iptables-nft base chains/tables the rules about to be inserted will create."""
         if not self.nft.available:
             return []
-        return _hostcfg.missing_base_chains(self._run_utc, t.cast(str, self.nft.nft),
-                                            ((r.family, r.chain) for r in to_add), self.nft.last_chains)
+        return _nft.missing_base_chains(self._run_utc, t.cast(str, self.nft.nft),
+                                        ((r.family, r.chain) for r in to_add), self.nft.last_chains)
 
     def cleanup_chains(self, created: list[list[t.Any]]) -> list[str]:
-        return _hostcfg.cleanup_created(self._run_utc, t.cast(str, self.nft.nft), created)[1]
+        return _nft.cleanup_created(self._run_utc, t.cast(str, self.nft.nft), created)[1]
 
     def apply_all(self, name: str, changes: list[_backends.Change], prior: dict[str, t.Any]) -> None:
         """Apply each change in order; when one fails, compensate the applied ones in reverse order
@@ -935,8 +935,8 @@ class BlackoutManager(_HostManager):
             entry = copy.deepcopy(target.record)
         else:
             rules = [r for c in changes for r in c.planned]
-            entry = _hostcfg.record_entry(rules, iso(target.since), iso(target.deadline),
-                                          target.backend) if rules else None
+            entry = _state.record_entry(rules, iso(target.since), iso(target.deadline),
+                                        target.backend) if rules else None
             if entry is not None and target.audit is not None:
                 entry.update(target.audit)
         created = [e for c in changes if isinstance(c, _backends.IptablesChange) and c.applied for e in c.created]
@@ -946,10 +946,10 @@ class BlackoutManager(_HostManager):
         changed = False
         try:
             with record:
-                state = record.find(_hostcfg.netns_id())
+                state = record.find(_state.netns_id())
                 before = repr(state)
                 changed = state['blackouts'].get(name) != entry and (view.record is not None or entry is not None)
-                state['netns'] = _hostcfg.netns_id()
+                state['netns'] = _state.netns_id()
                 if entry is not None:
                     state['blackouts'][name] = entry
                 else:
@@ -958,12 +958,12 @@ class BlackoutManager(_HostManager):
                 detection = view.detection
                 if state['created'] and not all_held(state['created'], holding) and self.nft.available and (
                         detection is None or detection.variant == 'nft'):
-                    state['created'], cleaned = _hostcfg.cleanup_created(
+                    state['created'], cleaned = _nft.cleanup_created(
                         self._run_utc, t.cast(str, self.nft.nft), state['created'])
                 if repr(state) != before:
                     record.save()
         except OSError as exc:
-            self.module.warn('could not write %s: %s' % (_hostcfg.state_path(), exc))
+            self.module.warn('could not write %s: %s' % (_state.state_path(), exc))
         for warning in record.warnings:
             self.module.warn(warning)
         # A blackout's own entry follows its rules; a restore or a rollback that only changes the
@@ -1064,7 +1064,7 @@ class InfoManager(_HostManager):
         report['missing_rules'] = 0
         if entry is None or report['state'] == 'expired':
             return report
-        lost = _hostcfg.missing_rules(entry, (r.identity for r in rules))
+        lost = _state.missing_rules(entry, (r.identity for r in rules))
         if lost:
             report['state'] = 'broken'
             report['missing_rules'] = len(lost)

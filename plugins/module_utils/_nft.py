@@ -41,6 +41,7 @@ from ansible_collections.netfence.docker.plugins.module_utils._planner import (
     Tag,
     _LOOPBACK_BINDS,
     container_addresses,
+    describe as planner_describe,
     make_tag,
     ordered_containers,
     parse_tag,
@@ -655,26 +656,166 @@ class Nft:
                           reject=probe('ip daddr 127.0.0.2 meta l4proto tcp reject with tcp reset'))
 
 
+def _loopback_port(rule: NftRule) -> int | None:
+    if rule.path == 'loopback':
+        return int(rule.body.split('tcp dport ', 1)[1].split(' ', 1)[0])
+    return None
+
+
 def describe(rules: t.Iterable[NftRule], containers: t.Iterable[Container] = ()) -> list[dict[str, t.Any]]:
-    """Per container: addresses, paths and loopback ports covered (like _planner.describe)."""
-    names = {c.short_id: c.name for c in containers}
-    result: dict[str, dict[str, t.Any]] = {}
-    for rule in rules:
-        if rule.nfamily != 'inet':
+    """Per container: addresses, paths and loopback ports covered by the inet table's rules (as
+    _planner.describe does for iptables rules)."""
+    return planner_describe([r for r in rules if r.nfamily == 'inet'], containers, loopback_port=_loopback_port)
+
+
+# ---------------------------------------------------------------------------
+# Cleanup of what iptables-nft created for us (base chains, tables; see _state.py)
+# ---------------------------------------------------------------------------
+
+NFT_FAMILY = {'ipv4': 'ip', 'ipv6': 'ip6'}
+
+
+def _nft_listing(run: Runner, argv: list[str]) -> dict[str, t.Any] | None:
+    """{'chains': set, 'rules': [rule dicts]} of an ``nft -j list …`` command, or None when it fails."""
+    rc, out, _err = run(argv, None)
+    if rc != 0:
+        return None
+    try:
+        data = json.loads(out or '{}').get('nftables', [])
+    except ValueError:
+        return None
+    return {'chains': {o['chain']['name'] for o in data if 'chain' in o},
+            'rules': [o['rule'] for o in data if 'rule' in o]}
+
+
+def nft_table(run: Runner, nft: str, nfam: str, table: str) -> dict[str, t.Any] | None:
+    """{'chains': set, 'rules': [rule dicts]} of an nft table, or None when it does not exist."""
+    return _nft_listing(run, [nft, '-j', 'list', 'table', nfam, table])
+
+
+def nft_chain(run: Runner, nft: str, nfam: str, table: str, chain: str) -> dict[str, t.Any] | None:
+    """Like nft_table() for one chain of the table: None when the chain (or the table) does not exist."""
+    return _nft_listing(run, [nft, '-j', 'list', 'chain', nfam, table, chain])
+
+
+def nft_all_chains(run: Runner, nft: str) -> dict[tuple[str, str], set[str]]:
+    """{(nft family, table): chain names} of every table that has a chain, without listing rules."""
+    rc, out, _err = run([nft, '-j', 'list', 'chains'], None)
+    return (parse_chains(out) if rc == 0 else None) or {}
+
+
+def nft_chains(run: Runner, nft: str, nfam: str, table: str,
+               listed: dict[tuple[str, str], set[str]] | None = None) -> set[str] | None:
+    """Chain names of an nft table, without listing its rules; None when the table does not exist.
+
+    ``listed``: nft_all_chains() already at hand.
+    """
+    chains = (nft_all_chains(run, nft) if listed is None else listed).get((nfam, table))
+    if chains:
+        return chains
+    # No chain listed: tell a missing table from an empty one (cheap, the table holds no rule).
+    info = nft_table(run, nft, nfam, table)
+    return None if info is None else info['chains']
+
+
+def missing_base_chains(run: Runner, nft: str, keys: t.Iterable[tuple[str, str]],
+                        known: dict[tuple[str, str], set[str]] | None = None) -> list[list[t.Any]]:
+    """[[nfam, 'filter', chain or None], ...] for the iptables-nft tables/chains that do not exist yet.
+
+    ``keys``: (family, chain) of the rules about to be inserted. One listing of the chains (not of the
+    tables: with 10,000 rules in DOCKER-USER a JSON listing of the table takes seconds).
+    ``known``: that listing, when the caller has it already (nft_all_chains()).
+    """
+    created: list[list[t.Any]] = []
+    keys = sorted(set(keys))
+    every = (nft_all_chains(run, nft) if known is None else known) if keys else {}
+    listed: dict[str, set[str] | None] = {}
+    for family, chain in keys:
+        nfam = NFT_FAMILY[family]
+        if nfam not in listed:
+            listed[nfam] = nft_chains(run, nft, nfam, 'filter', every)
+        chains = listed[nfam]
+        if chains is None:
+            if [nfam, 'filter', None] not in created:
+                created.append([nfam, 'filter', None])
+            created.append([nfam, 'filter', chain])
+        elif chain not in chains:
+            created.append([nfam, 'filter', chain])
+    return created
+
+
+def cleanup_created(run: Runner, nft: str, created: list[list[t.Any]]) -> tuple[list[list[t.Any]], list[str]]:
+    """Delete recorded base chains that hold no rule, then recorded tables without chains.
+
+    Returns (entries still to watch, what was deleted).
+
+    A table with an entry of its own is listed once (its chains and rules answer for its recorded
+    chains too); other recorded chains are listed one by one (the table may hold 10,000 rules in
+    DOCKER-USER). The deletions go in one ``nft -f`` transaction; should it fail, one by one.
+    """
+    entries = sorted(created, key=lambda e: (e[2] is None, e[0], e[1], e[2] or ''))
+    whole = {(nfam, table) for nfam, table, chain in entries if chain is None}
+    listed: dict[tuple[str, str], dict[str, t.Any] | None] = {}
+
+    def info_of(nfam: str, table: str, chain: str | None) -> dict[str, t.Any] | None:
+        if (nfam, table) in whole:
+            if (nfam, table) not in listed:
+                listed[(nfam, table)] = nft_table(run, nft, nfam, table)
+            return listed[(nfam, table)]
+        return nft_table(run, nft, nfam, table) if chain is None else nft_chain(run, nft, nfam, table, chain)
+
+    outcome: dict[int, str] = {}       # entry index -> 'keep', 'gone' or 'delete'
+    emptied: dict[tuple[str, str], set[str]] = {}
+    for i, (nfam, table, chain) in enumerate(entries):
+        if chain is None:
             continue
-        entry = result.setdefault(rule.tag.cid, {
-            'name': names.get(rule.tag.cid, rule.tag.ct), 'id': rule.tag.cid,
-            'addresses': [], 'paths': [], 'loopback_ports': [], 'rules': 0})
-        entry['rules'] += 1
-        if rule.path not in entry['paths']:
-            entry['paths'].append(rule.path)
-        if rule.path == 'loopback':
-            port = int(rule.body.split('tcp dport ', 1)[1].split(' ', 1)[0])
-            if port not in entry['loopback_ports']:
-                entry['loopback_ports'].append(port)
-        elif rule.address.split('/')[0] not in entry['addresses']:
-            entry['addresses'].append(rule.address.split('/')[0])
-    for entry in result.values():
-        entry['paths'] = [p for p in ('forward', 'host', 'loopback', 'outbound', 'reply') if p in entry['paths']]
-        entry['loopback_ports'].sort()
-    return sorted(result.values(), key=lambda e: (e['name'], e['id']))
+        info = info_of(nfam, table, chain)
+        if info is None or chain not in info['chains']:
+            outcome[i] = 'gone'
+        elif any(r.get('chain') == chain for r in info['rules']):
+            outcome[i] = 'keep'
+        else:
+            outcome[i] = 'delete'
+            emptied.setdefault((nfam, table), set()).add(chain)
+    for i, (nfam, table, chain) in enumerate(entries):
+        if chain is None:
+            info = info_of(nfam, table, None)
+            if info is None:
+                outcome[i] = 'gone'
+            else:  # its chains once the emptied ones are deleted
+                outcome[i] = 'keep' if set(info['chains']) - emptied.get((nfam, table), set()) else 'delete'
+    ops = [(i, 'delete %s %s' % ('table' if e[2] is None else 'chain', ' '.join(x for x in e if x is not None)))
+           for i, e in enumerate(entries) if outcome[i] == 'delete']
+    if len(ops) > 1:
+        rc, _out, _err = run([nft, '-f', '-'], ''.join(op + '\n' for dummy, op in ops))
+        if rc == 0:
+            for i, dummy in ops:
+                outcome[i] = 'done'
+        else:
+            _delete_one_by_one(run, nft, entries, outcome)
+    elif ops:  # one deletion, decided on a fresh listing
+        i = ops[0][0]
+        rc, _out, _err = run([nft] + ops[0][1].split(), None)
+        outcome[i] = 'done' if rc == 0 else 'keep'
+    keep = [list(e) for i, e in enumerate(entries) if outcome[i] == 'keep']
+    done = ['%s %s' % (e[0], e[1]) + ('' if e[2] is None else ' %s' % e[2])
+            for i, e in enumerate(entries) if outcome[i] == 'done']
+    return keep, done
+
+
+def _delete_one_by_one(run: Runner, nft: str, entries: list[list[t.Any]], outcome: dict[int, str]) -> None:
+    """Chains first, then tables (listed again: a chain deletion may have failed): outcome 'done' or 'keep'."""
+    for i, (nfam, table, chain) in enumerate(entries):
+        if chain is None and outcome[i] == 'delete':
+            info = nft_table(run, nft, nfam, table)
+            if info is None:
+                outcome[i] = 'gone'
+                continue
+            if info['chains']:
+                outcome[i] = 'keep'
+                continue
+        if outcome[i] != 'delete':
+            continue
+        argv = [nft, 'delete', 'table', nfam, table] if chain is None else [nft, 'delete', 'chain', nfam, table, chain]
+        rc, _out, _err = run(argv, None)
+        outcome[i] = 'done' if rc == 0 else 'keep'

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible_collections.netfence.docker.plugins.module_utils import _audit, _hostcfg, _nft, _verify
+from ansible_collections.netfence.docker.plugins.module_utils import _audit, _nft, _state, _verify
 from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     FirewallError,
     netfence_rules_in_save,
@@ -78,7 +78,7 @@ def _error(msg: str, **details: t.Any) -> Exception:
 
 def _count(rules: t.Iterable[t.Any], into: dict[str, dict[str, int]]) -> None:
     for rule in rules:
-        family = getattr(rule, 'addr_family', None) or rule.family
+        family = rule.addr_family
         into.setdefault(rule.tag.bo, {'ipv4': 0, 'ipv6': 0})[family] += 1
 
 
@@ -133,7 +133,7 @@ def lift_all(manager: t.Any, given: t.Mapping[str, t.Any]) -> tuple[dict[str, t.
                 'removed': lifted[name]['rules'], 'since': lifted[name]['since']}))
     removed: dict[str, list[str]] = {f: [] for f in FAMILIES}
     for rule in removed_rules:
-        removed[getattr(rule, 'addr_family', None) or rule.family].append(rule.line)
+        removed[rule.addr_family].append(rule.line)
     result: dict[str, t.Any] = {
         'changed': changed, 'outcome': 'restored' if names else 'nothing_to_restore',
         'blackout': None, 'all': True, 'lifted': lifted,
@@ -163,16 +163,16 @@ def clear_record(manager: t.Any) -> list[str]:
     cleaned: list[str] = []
     try:
         with manager.state_record() as record:
-            state = record.find(_hostcfg.netns_id())
+            state = record.find(_state.netns_id())
             before = repr(state)
             state['blackouts'] = {}
             if state['created'] and manager.nft.available:
-                state['created'], cleaned = _hostcfg.cleanup_created(
+                state['created'], cleaned = _nft.cleanup_created(
                     manager._run_utc, t.cast(str, manager.nft.nft), state['created'])  # pylint: disable=protected-access
             if repr(state) != before:
                 record.save()
     except OSError as exc:
-        manager.module.warn('could not write %s: %s' % (_hostcfg.state_path(), exc))
+        manager.module.warn('could not write %s: %s' % (_state.state_path(), exc))
     return cleaned
 
 

@@ -254,8 +254,32 @@ class Chains:
 # Rules
 # ---------------------------------------------------------------------------
 
+class IptablesRuleText:
+    """What a planned and a saved iptables rule share: identity (the differ compares these, never the
+    rest of the text) and the iptables-save line."""
+
+    family: str
+    table: str
+    chain: str
+    spec: str
+    tag: Tag
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        return (self.family, self.table, self.chain, self.tag.render())
+
+    @property
+    def line(self) -> str:
+        return '-A %s %s' % (self.chain, self.spec)
+
+    @property
+    def addr_family(self) -> str:
+        """'ipv4' / 'ipv6', as for nft rules (whose ``family`` is the table's: inet, bridge)."""
+        return self.family
+
+
 @dataclass(frozen=True)
-class Rule:
+class Rule(IptablesRuleText):
     """One planned rule; ``spec`` excludes ``-A CHAIN`` and includes the comment."""
 
     family: str
@@ -266,13 +290,16 @@ class Rule:
     path: str
     address: str
 
-    @property
-    def identity(self) -> tuple[str, str, str, str]:
-        return (self.family, self.table, self.chain, self.tag.render())
 
-    @property
-    def line(self) -> str:
-        return '-A %s %s' % (self.chain, self.spec)
+def _except_from(cidrs: t.Sequence[str], side: str) -> dict[str, t.Any]:
+    """Match arguments that leave allow_from's networks out of a rule of a built-in chain (which
+    cannot RETURN: that would apply the chain's policy): one network negated (``! -s``/``! -d``),
+    several as ``-m iprange ! --src-range``/``--dst-range``; none: nothing."""
+    if len(cidrs) == 1:
+        return {side: cidrs[0], side + '_neg': True}
+    if cidrs:
+        return {'ranges': cidrs, 'range_opt': '--%s-range' % side}
+    return {}
 
 
 def _neg(negate: bool, opt: str, value: str) -> list[str]:
@@ -387,16 +414,8 @@ class _Planner(PlannerBase):
         cidrs = opts.cidrs(family)
         exp = opts.expires
         # Host chains cannot RETURN (it would apply the built-in chain's policy): negate instead.
-        host_neg: dict[str, t.Any] = {}
-        if len(cidrs) == 1:
-            host_neg = {'src': cidrs[0], 'src_neg': True}
-        elif cidrs:
-            host_neg = {'ranges': cidrs, 'range_opt': '--src-range'}
-        input_neg: dict[str, t.Any] = {}
-        if len(cidrs) == 1:
-            input_neg = {'dst': cidrs[0], 'dst_neg': True}
-        elif cidrs:
-            input_neg = {'ranges': cidrs, 'range_opt': '--dst-range'}
+        host_neg = _except_from(cidrs, 'src')
+        input_neg = _except_from(cidrs, 'dst')
         resets = opts.direction != 'both' and opts.reject_with == 'reset'
         if forward:
             for cidr in cidrs:
@@ -449,12 +468,7 @@ class _Planner(PlannerBase):
 
     def loopback(self, family: str, containers: list[Container]) -> None:
         opts = self.options
-        cidrs = opts.cidrs(family)
-        neg: dict[str, t.Any] = {}
-        if len(cidrs) == 1:
-            neg = {'src': cidrs[0], 'src_neg': True}
-        elif cidrs:
-            neg = {'ranges': cidrs, 'range_opt': '--src-range'}
+        neg = _except_from(opts.cidrs(family), 'src')
         addr = LOOPBACK[family]
         done: set[int] = set()
         for container in containers:
@@ -487,12 +501,7 @@ class _Planner(PlannerBase):
             raise PlanError('container %s uses the host network: its own connections are the host\'s and cannot '
                             'be told apart, so direction both is not possible; use direction inbound'
                             % container.name)
-        cidrs = opts.cidrs(family)
-        neg: dict[str, t.Any] = {}
-        if len(cidrs) == 1:
-            neg = {'src': cidrs[0], 'src_neg': True}
-        elif cidrs:
-            neg = {'ranges': cidrs, 'range_opt': '--src-range'}
+        neg = _except_from(opts.cidrs(family), 'src')
         for chain, addresses in ((INPUT_CHAIN, tuple(host_addresses)),
                                  (HOST_CHAIN, (LOOPBACK[family],) + tuple(host_addresses))):
             for addr in addresses:
@@ -573,8 +582,19 @@ def plan(
     return tuple(planner.rules)
 
 
-def describe(rules: t.Iterable[Rule], containers: t.Iterable[Container] = ()) -> list[dict[str, t.Any]]:
-    """Per container: addresses, paths and loopback ports covered (module return value)."""
+def _iptables_loopback_port(rule: t.Any) -> int | None:
+    """The published port an iptables rule covers on loopback (loopback path, host network on ::1/127.0.0.1)."""
+    if rule.path == 'loopback' or (rule.path == 'hostnet' and rule.address in LOOPBACK.values()):
+        return int(rule.spec.split('--dport ', 1)[1].split(' ', 1)[0])
+    return None
+
+
+def describe(rules: t.Iterable[t.Any], containers: t.Iterable[Container] = (),
+             loopback_port: t.Callable[[t.Any], int | None] = _iptables_loopback_port) -> list[dict[str, t.Any]]:
+    """Per container: addresses, paths and loopback ports covered (module return value).
+
+    ``loopback_port(rule)``: the port a rule covers on loopback, else None (iptables rules by default;
+    _nft.describe passes its own)."""
     names = {c.short_id: c.name for c in containers}
     result: dict[str, dict[str, t.Any]] = {}
     for rule in rules:
@@ -584,8 +604,8 @@ def describe(rules: t.Iterable[Rule], containers: t.Iterable[Container] = ()) ->
         entry['rules'] += 1
         if rule.path not in entry['paths']:
             entry['paths'].append(rule.path)
-        if rule.path == 'loopback' or (rule.path == 'hostnet' and rule.address in LOOPBACK.values()):
-            port = int(rule.spec.split('--dport ', 1)[1].split(' ', 1)[0])
+        port = loopback_port(rule)
+        if port is not None:
             if port not in entry['loopback_ports']:
                 entry['loopback_ports'].append(port)
         elif rule.address.split('/')[0] not in entry['addresses']:

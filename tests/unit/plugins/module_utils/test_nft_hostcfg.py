@@ -13,13 +13,14 @@ import os
 
 import pytest
 
-from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg, _nft
+from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg, _nft, _state
 from ansible_collections.netfence.docker.plugins.module_utils._docker_api import (
     Container,
     Network,
     PublishedPort,
     firewall_backend,
 )
+from ansible_collections.netfence.docker.plugins.module_utils._manager import chain_of, diff_text
 from ansible_collections.netfence.docker.plugins.module_utils._planner import Options, parse_tag
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
@@ -152,21 +153,21 @@ def test_diff_other_blackout_kept_and_lost_rule_readded_in_order():
 
 def test_state_record_is_keyed_per_engine_and_atomic(tmp_path):
     path = str(tmp_path / 'lib' / 'blackouts.json')
-    with _hostcfg.StateRecord('root:/var/lib/docker', path) as record:
+    with _state.StateRecord('root:/var/lib/docker', path) as record:
         sec = record.section()
-        sec['blackouts']['web'] = _hostcfg.record_entry(
+        sec['blackouts']['web'] = _state.record_entry(
             _nft.plan_inet('web', [WEB], Options.build(), SINCE), '2026-11-27T12:00:00Z', None, 'nftables')
         record.save()
-    with _hostcfg.StateRecord('root:/srv/docker', path) as record:
+    with _state.StateRecord('root:/srv/docker', path) as record:
         assert record.section()['blackouts'] == {}  # another engine on the same machine
-    with _hostcfg.StateRecord('root:/var/lib/docker', path) as record:
+    with _state.StateRecord('root:/var/lib/docker', path) as record:
         entry = record.section()['blackouts']['web']
     assert entry['backend'] == 'nftables' and len(entry['rules']) == 14
     assert [f for f in os.listdir(str(tmp_path / 'lib')) if f.endswith('.tmp')] == []
     ids = [(r['family'], r['table'], r['chain'], r['tag']) for r in entry['rules']]
-    assert _hostcfg.missing_rules(entry, ids) == []
-    assert len(_hostcfg.missing_rules(entry, ids[1:])) == 1
-    assert len(_hostcfg.missing_rules(entry, [])) == 14  # a full flush leaves no tag to read
+    assert _state.missing_rules(entry, ids) == []
+    assert len(_state.missing_rules(entry, ids[1:])) == 1
+    assert len(_state.missing_rules(entry, [])) == 14  # a full flush leaves no tag to read
 
 
 def test_cleanup_created_deletes_only_empty_recorded_chains():
@@ -193,7 +194,7 @@ def test_cleanup_created_deletes_only_empty_recorded_chains():
 
     created = [['ip6', 'filter', None], ['ip6', 'filter', 'OUTPUT'], ['ip', 'filter', 'OUTPUT'],
                ['ip', 'filter', 'DOCKER-USER']]
-    keep, done = _hostcfg.cleanup_created(run, 'nft', created)
+    keep, done = _nft.cleanup_created(run, 'nft', created)
     assert done == ['ip filter OUTPUT', 'ip6 filter OUTPUT', 'ip6 filter']
     assert keep == [['ip', 'filter', 'DOCKER-USER']]  # still holds a rule: kept, watched
     assert ('ip6', 'filter') not in tables and 'DOCKER-USER' in tables[('ip', 'filter')]
@@ -348,8 +349,8 @@ def reference_cleanup(run, nft, created):
     """cleanup_created as it was: every entry listed and deleted on its own."""
     keep, done = [], []
     for nfam, table, chain in sorted(created, key=lambda e: (e[2] is None, e[0], e[1], e[2] or '')):
-        info = (_hostcfg.nft_table(run, nft, nfam, table) if chain is None
-                else _hostcfg.nft_chain(run, nft, nfam, table, chain))
+        info = (_nft.nft_table(run, nft, nfam, table) if chain is None
+                else _nft.nft_chain(run, nft, nfam, table, chain))
         if info is None:
             continue
         if chain is not None:
@@ -398,7 +399,7 @@ def test_cleanup_created_same_as_one_by_one(name, batch_fails):
 
     ref, fast = FakeFilterTables(copy()), FakeFilterTables(copy(), batch_fails=batch_fails)
     expected = reference_cleanup(ref.run, 'nft', [list(e) for e in created])
-    assert _hostcfg.cleanup_created(fast.run, 'nft', [list(e) for e in created]) == expected
+    assert _nft.cleanup_created(fast.run, 'nft', [list(e) for e in created]) == expected
     assert fast.tables == ref.tables
     if not batch_fails:
         assert len(fast.calls) == calls
@@ -408,7 +409,7 @@ def test_cleanup_created_same_as_one_by_one(name, batch_fails):
 def test_cleanup_created_one_transaction_for_every_deletion():
     tables = {('ip', 'filter'): {'INPUT': [], 'OUTPUT': [], 'FORWARD': []}, ('ip6', 'filter'): {'OUTPUT': []}}
     fake = FakeFilterTables(tables)
-    keep, done = _hostcfg.cleanup_created(fake.run, 'nft', [list(e) for e in CREATED])
+    keep, done = _nft.cleanup_created(fake.run, 'nft', [list(e) for e in CREATED])
     assert keep == [] and done == ['ip filter INPUT', 'ip filter OUTPUT', 'ip6 filter OUTPUT', 'ip6 filter']
     assert fake.calls == [['-j', 'list', 'chain', 'ip', 'filter', 'INPUT'],
                           ['-j', 'list', 'chain', 'ip', 'filter', 'OUTPUT'],
@@ -425,7 +426,7 @@ def test_the_chain_listing_is_kept_for_missing_base_chains_until_a_change():
     assert set(nft.last_chains) == {('inet', 'netfence')}
     calls = len(fake.calls)
     # missing_base_chains uses it instead of listing the chains again
-    created = _hostcfg.missing_base_chains(fake.run, 'nft', [('ipv4', 'INPUT')], nft.last_chains)
+    created = _nft.missing_base_chains(fake.run, 'nft', [('ipv4', 'INPUT')], nft.last_chains)
     assert created == [['ip', 'filter', None], ['ip', 'filter', 'INPUT']]
     assert fake.calls[calls:] == [['-j', 'list', 'table', 'ip', 'filter']]  # no second chain listing
     nft.apply('delete table inet netfence\n')
@@ -435,7 +436,6 @@ def test_the_chain_listing_is_kept_for_missing_base_chains_until_a_change():
 def test_diff_text_prints_rules_read_back_chain_by_chain_as_planned():
     """The diff of a second run: nft lists our rules chain by chain, the plan has them container by
     container; both print alike (the diff groups by family, table and chain, keeping each chain's order)."""
-    from ansible_collections.netfence.docker.plugins.module_utils._manager import chain_of, diff_text
     db = Container(id='fedcba987654' + 'ef' * 26, name='db-1', state='running', labels={}, network_mode='app',
                    networks=(Network('app', '172.18.0.3', 'fd00::3'),), ports=())
     planned = (_nft.plan_inet('web', [WEB, db], Options.build(), SINCE)
@@ -443,6 +443,7 @@ def test_diff_text_prints_rules_read_back_chain_by_chain_as_planned():
     listed = sorted(planned, key=lambda r: (r.nfamily, r.chain))  # what nft lists: chain by chain, in order
     assert [r.line for r in listed] != [r.line for r in planned]
     assert diff_text(listed) == diff_text(planned)
-    assert {chain_of(r.line) for r in planned} == {'nft inet netfence forward:', 'nft inet netfence input:',
-                                                  'nft inet netfence output:', 'nft bridge netfence forward:'}
+    assert {chain_of(r.line) for r in planned} == {
+        'nft inet netfence forward:', 'nft inet netfence input:', 'nft inet netfence output:',
+        'nft bridge netfence forward:'}
     assert chain_of('-A DOCKER-USER -d 172.18.0.2/32 -j REJECT') == 'DOCKER-USER'

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.netfence.docker.plugins.module_utils import _hostcfg
+from ansible_collections.netfence.docker.plugins.module_utils import _nft
 from ansible_collections.netfence.docker.plugins.module_utils._iptables import (
     BINARY_NAMES,
     Firewall,
@@ -60,17 +60,17 @@ class FakeNft:
 def test_missing_base_chains_lists_the_chains_once():
     nft = FakeNft({('ip', 'filter'): ['INPUT', 'FORWARD', 'OUTPUT', 'DOCKER-USER'], ('ip', 'nat'): ['PREROUTING']})
     keys = [('ipv4', 'DOCKER-USER'), ('ipv4', 'OUTPUT'), ('ipv4', 'INPUT'), ('ipv6', 'OUTPUT'), ('ipv6', 'INPUT')]
-    created = _hostcfg.missing_base_chains(nft.run, 'nft', keys)
+    created = _nft.missing_base_chains(nft.run, 'nft', keys)
     assert created == [['ip6', 'filter', None], ['ip6', 'filter', 'INPUT'], ['ip6', 'filter', 'OUTPUT']]
     assert nft.calls == [['-j', 'list', 'chains'], ['-j', 'list', 'table', 'ip6', 'filter']]
-    assert _hostcfg.missing_base_chains(nft.run, 'nft', []) == [] and len(nft.calls) == 2
+    assert _nft.missing_base_chains(nft.run, 'nft', []) == [] and len(nft.calls) == 2
 
 
 def test_missing_base_chains_empty_table_is_not_missing():
     nft = FakeNft({('ip6', 'filter'): []})
-    assert _hostcfg.missing_base_chains(nft.run, 'nft', [('ipv6', 'OUTPUT')]) == [['ip6', 'filter', 'OUTPUT']]
+    assert _nft.missing_base_chains(nft.run, 'nft', [('ipv6', 'OUTPUT')]) == [['ip6', 'filter', 'OUTPUT']]
     nft = FakeNft({('ip', 'filter'): ['OUTPUT']})
-    assert _hostcfg.missing_base_chains(nft.run, 'nft', [('ipv4', 'OUTPUT'), ('ipv4', 'INPUT')]) == [
+    assert _nft.missing_base_chains(nft.run, 'nft', [('ipv4', 'OUTPUT'), ('ipv4', 'INPUT')]) == [
         ['ip', 'filter', 'INPUT']]
 
 
@@ -163,6 +163,6 @@ def test_cleanup_created_lists_recorded_chains_not_their_tables():
         raise AssertionError(argv)
 
     created = [['ip', 'filter', 'INPUT'], ['ip', 'filter', 'OUTPUT'], ['ip', 'filter', 'FORWARD']]
-    keep, done = _hostcfg.cleanup_created(run, 'nft', created)
+    keep, done = _nft.cleanup_created(run, 'nft', created)
     assert done == ['ip filter INPUT'] and keep == [['ip', 'filter', 'OUTPUT']]
     assert not any(c[:3] == ['-j', 'list', 'table'] for c in calls)
