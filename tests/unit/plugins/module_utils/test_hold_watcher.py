@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ansible_collections.netfence.docker.plugins.module_utils import _hold
+from ansible_collections.netfence.docker.plugins.module_utils import _hold, _hold_watcher
 from ansible_collections.netfence.docker.plugins.module_utils._docker_api import DockerApiError
 
 CID = 'a' * 64
@@ -36,12 +36,12 @@ def network_event(action='connect', cid=CID, ns=1000):
 # ---------------------------------------------------------------------------- filtering
 
 def test_start_of_a_replica_of_the_service_triggers():
-    assert _hold.trigger(container_event(), SERVICE, {}) == ('start', CID, 'lab-memcached-2')
+    assert _hold_watcher.trigger(container_event(), SERVICE, {}) == ('start', CID, 'lab-memcached-2')
 
 
 def test_container_named_like_the_service_triggers():
     event = container_event(name='memcached', service='other')
-    assert _hold.trigger(event, SERVICE, {}) == ('start', CID, 'memcached')
+    assert _hold_watcher.trigger(event, SERVICE, {}) == ('start', CID, 'memcached')
 
 
 @pytest.mark.parametrize('event', [
@@ -54,38 +54,38 @@ def test_container_named_like_the_service_triggers():
     'garbage', None, {'Type': 'container', 'Action': 'start', 'Actor': None},
 ])
 def test_other_events_do_not_trigger(event):
-    assert _hold.trigger(event, SERVICE, {CID: 'lab-memcached-2'}) is None
+    assert _hold_watcher.trigger(event, SERVICE, {CID: 'lab-memcached-2'}) is None
 
 
 def test_project_narrows():
     sel = dict(SERVICE, project='shop')
-    assert _hold.trigger(container_event(project='lab'), sel, {}) is None
-    assert _hold.trigger(container_event(project='shop'), sel, {}) == ('start', CID, 'lab-memcached-2')
+    assert _hold_watcher.trigger(container_event(project='lab'), sel, {}) is None
+    assert _hold_watcher.trigger(container_event(project='shop'), sel, {}) == ('start', CID, 'lab-memcached-2')
 
 
 def test_labels_and_names_selectors():
     labels = {'service': None, 'project': None, 'names': None, 'labels': {'tier': 'cache'}}
-    assert _hold.trigger(container_event(extra={'tier': 'cache'}), labels, {})
-    assert _hold.trigger(container_event(extra={'tier': 'web'}), labels, {}) is None
+    assert _hold_watcher.trigger(container_event(extra={'tier': 'cache'}), labels, {})
+    assert _hold_watcher.trigger(container_event(extra={'tier': 'web'}), labels, {}) is None
     names = {'service': None, 'project': None, 'names': ['lab-memcached-2'], 'labels': None}
-    assert _hold.trigger(container_event(), names, {})  # recreated: same name, new id
-    assert _hold.trigger(container_event(name='lab-memcached-3'), names, {}) is None
+    assert _hold_watcher.trigger(container_event(), names, {})  # recreated: same name, new id
+    assert _hold_watcher.trigger(container_event(name='lab-memcached-3'), names, {}) is None
 
 
 def test_network_events_count_for_known_containers():
     known = {CID: 'lab-memcached-2'}
-    assert _hold.trigger(network_event('connect'), SERVICE, known) == ('connect', CID, 'lab-memcached-2')
-    assert _hold.trigger(network_event('disconnect'), SERVICE, known) == ('disconnect', CID, 'lab-memcached-2')
-    assert _hold.trigger(network_event('connect'), SERVICE, {}) is None
+    assert _hold_watcher.trigger(network_event('connect'), SERVICE, known) == ('connect', CID, 'lab-memcached-2')
+    assert _hold_watcher.trigger(network_event('disconnect'), SERVICE, known) == ('disconnect', CID, 'lab-memcached-2')
+    assert _hold_watcher.trigger(network_event('connect'), SERVICE, {}) is None
 
 
 def test_events_query_filters_server_side():
-    filters = json.loads(_hold.events_query()['filters'])
+    filters = json.loads(_hold_watcher.events_query()['filters'])
     assert filters == {'type': ['container', 'network'], 'event': ['start', 'connect', 'disconnect']}
 
 
 def test_event_lines_bounded_and_tolerant(monkeypatch):
-    monkeypatch.setattr(_hold, 'MAX_LINE', 64)
+    monkeypatch.setattr(_hold_watcher, 'MAX_LINE', 64)
     data = (json.dumps({'a': 1}) + '\n' + 'x' * 200 + '\n' + 'not json\n' + json.dumps({'b': 2}) + '\n').encode()
     buf = io.BytesIO(data)
     seen_limits = []
@@ -93,7 +93,7 @@ def test_event_lines_bounded_and_tolerant(monkeypatch):
     def read(limit):
         seen_limits.append(limit)
         return buf.readline(limit)
-    assert list(_hold.event_lines(read)) == [{'a': 1}, {'b': 2}]
+    assert list(_hold_watcher.event_lines(read)) == [{'a': 1}, {'b': 2}]
     assert set(seen_limits) == {64}
 
 
@@ -131,7 +131,7 @@ class Fakes:
         return {'changed': False}, {CID: 'lab-memcached-2'}
 
     def watcher(self, deadline=1e9, running=lambda _cid: True):
-        return _hold.Watcher('memcached', SERVICE, deadline, self.reapply, self.open_stream,
+        return _hold_watcher.Watcher('memcached', SERVICE, deadline, self.reapply, self.open_stream,
                              lambda prio, msg: self.logs.append((prio, msg)), note=self.notes.append,
                              clock=lambda: self.now, sleep=self.slept.append, running=running)
 
@@ -169,7 +169,7 @@ def test_network_connect_of_a_container_not_running_waits_for_its_start():
 
 def test_nothing_running_keeps_watching_and_released_ends():
     fakes = Fakes([[container_event(ns=int(200e9)), container_event(ns=int(300e9))]],
-                  results=[({'changed': False}, {}), _hold.NothingRunning('memcached'), _hold.Released('memcached')])
+                  results=[({'changed': False}, {}), _hold_watcher.NothingRunning('memcached'), _hold_watcher.Released('memcached')])
     assert fakes.watcher().run() == 'released'
     assert any('rules are kept' in msg for _p, msg in fakes.logs)
     assert any('no longer recorded' in msg for _p, msg in fakes.logs)
@@ -192,7 +192,7 @@ def test_backoff_is_capped_and_stops_at_the_deadline():
     fakes = Fakes([ConnectionRefusedError('x')] * 12)
     watcher = fakes.watcher(deadline=1e11)
     assert watcher.run() == 'expired'
-    assert max(fakes.slept) == _hold.BACKOFF_MAX
+    assert max(fakes.slept) == _hold_watcher.BACKOFF_MAX
     assert not fakes.applied
 
 
@@ -373,7 +373,7 @@ def test_info_reports_the_hold(state_dir):
 
 def test_daemon_signal_handling_defers_while_busy(tmp_path, monkeypatch):
     ended = []
-    daemon = _hold._Daemon(str(tmp_path / 'x.pid'), os.open(str(tmp_path / 'x.pid'), os.O_RDWR | os.O_CREAT),
+    daemon = _hold_watcher._Daemon(str(tmp_path / 'x.pid'), os.open(str(tmp_path / 'x.pid'), os.O_RDWR | os.O_CREAT),
                            'memcached', time.time() - 1, lambda: True)
     monkeypatch.setattr(daemon, 'end', ended.append)
     daemon.busy = True
@@ -382,7 +382,7 @@ def test_daemon_signal_handling_defers_while_busy(tmp_path, monkeypatch):
     daemon.busy = False
     daemon.on_signal(signal.SIGTERM, None)
     assert ended == ['stopped (SIGTERM)']
-    gone = _hold._Daemon(daemon.path, daemon.lock_fd, 'memcached', None, lambda: False)
+    gone = _hold_watcher._Daemon(daemon.path, daemon.lock_fd, 'memcached', None, lambda: False)
     monkeypatch.setattr(gone, 'end', ended.append)
     gone.on_signal(signal.SIGALRM, None)
     assert ended[-1] == 'the blackout is no longer recorded'
@@ -392,16 +392,16 @@ def test_daemon_signal_handling_defers_while_busy(tmp_path, monkeypatch):
 def test_hold_manager_checks_the_record_under_the_lock_and_needs_a_running_container(monkeypatch):
     from types import SimpleNamespace  # pylint: disable=import-outside-toplevel
     from ansible_collections.netfence.docker.plugins.module_utils import _manager  # pylint: disable=import-outside-toplevel
-    manager = _hold.HoldManager.__new__(_hold.HoldManager)
+    manager = _hold_watcher.HoldManager.__new__(_hold_watcher.HoldManager)
     manager.params = {'service': 'memcached', 'project': None, 'containers': None, 'labels': None}
     monkeypatch.setattr(_manager.BlackoutManager, 'read', lambda self, name, need: SimpleNamespace(record=None))
-    with pytest.raises(_hold.Released):
+    with pytest.raises(_hold_watcher.Released):
         manager.read('memcached', True)
     monkeypatch.setattr(_manager.BlackoutManager, 'read', lambda self, name, need: SimpleNamespace(record={}))
     assert manager.read('memcached', True).record == {}
     monkeypatch.setattr(_manager.BlackoutManager, 'selected', lambda self, name: [])
-    monkeypatch.setattr(_hold.HoldManager, 'containers', lambda self: [])
-    with pytest.raises(_hold.NothingRunning):
+    monkeypatch.setattr(_hold_watcher.HoldManager, 'containers', lambda self: [])
+    with pytest.raises(_hold_watcher.NothingRunning):
         manager.selected('memcached')
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.netfence.docker.plugins.module_utils._manager import all_held
+from ansible_collections.netfence.docker.plugins.module_utils._manager import all_held, run_argv
 
 HOLDING = {('ip', 'filter', 'INPUT'), ('ip', 'filter', 'OUTPUT'), ('ip6', 'filter', 'OUTPUT')}
 
@@ -24,3 +24,18 @@ HOLDING = {('ip', 'filter', 'INPUT'), ('ip', 'filter', 'OUTPUT'), ('ip6', 'filte
 ])
 def test_all_held(created, expected):
     assert all_held(created, HOLDING) is expected
+
+
+def test_run_argv_passes_stdin_environment_and_exit_code():
+    script = 'cat; echo " LANG=$LANG TZ=$TZ" ; echo oops >&2; exit 3'
+    assert run_argv(['sh', '-c', script], '*filter\nCOMMIT', {'LANG': 'C', 'TZ': 'UTC'}) == (
+        3, '*filter\nCOMMIT LANG=C TZ=UTC\n', 'oops\n')
+
+
+def test_run_argv_without_data_reads_nothing_from_stdin():
+    assert run_argv(['sh', '-c', 'cat; echo done'], None, {}) == (0, 'done\n', '')
+
+
+def test_run_argv_a_command_that_cannot_start_is_rc_127():
+    rc, out, err = run_argv(['/nonexistent/netfence-no-such-binary'], None, {})
+    assert (rc, out) == (127, '') and err.startswith('/nonexistent/netfence-no-such-binary: ')

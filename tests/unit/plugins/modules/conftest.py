@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Fakes for the module unit tests: a host firewall behind run_command and a Docker engine.
+"""Fakes for the module unit tests: a host firewall behind the module's command runner and a Docker engine.
 
-``fake_host`` replaces ``AnsibleModule.run_command`` / ``get_bin_path`` with an in-memory
+``fake_host`` replaces ``_manager.run_argv`` (every command of the module) and ``get_bin_path`` with an in-memory
 iptables (nft variant holding Docker's chains; legacy variant without tables) that applies
 ``iptables-restore --noflush`` payloads the way the kernel does (all or nothing, -D needs an
 exact match), and ``EngineClient.list_containers`` with a list of containers. ``run_module``
@@ -192,15 +192,16 @@ def fake_host(monkeypatch, tmp_path):
     firewall = FakeFirewall()
     engine = FakeEngine()
 
-    def run_command(self, args, data=None, binary_data=False, environ_update=None, **kwargs):
-        assert isinstance(args, list), 'commands must be argv lists, never shell strings: %r' % (args,)
-        return firewall.run(args, data)
+    def run_argv(argv, data, env_update):
+        assert isinstance(argv, list), 'commands must be argv lists, never shell strings: %r' % (argv,)
+        assert env_update.get('LANG') == 'C' and env_update.get('LC_ALL') == 'C', env_update
+        return firewall.run(argv, data)
 
     def get_bin_path(self, arg, required=False, opt_dirs=None):
         # iptables only: a host without the nft CLI (the nftables paths have their own tests)
         return '/usr/sbin/' + arg if arg in BINARY_NAMES else None
 
-    monkeypatch.setattr(basic.AnsibleModule, 'run_command', run_command)
+    monkeypatch.setattr(_manager, 'run_argv', run_argv)
     # /proc/net/ip_tables_names of the machine running the tests must not matter: unreadable, so
     # the legacy variant is always read (as on a host without ip_tables loaded).
     monkeypatch.setattr(_iptables, 'read_proc_tables', lambda path: None)
