@@ -1,6 +1,6 @@
 """netfence.docker benchmarks (`make bench`): netfence against the floor and the hand-written way.
 
-    /opt/netfence/venv/bin/python bench/run.py [--rounds 5] [--sections 1,2,3,4,5,6] [--keep-lab]
+    /opt/netfence/venv/bin/python bench/run.py [--rounds 5] [--sections 1,2,3,4,5,6,7] [--keep-lab]
 
 Runs on its own lab instance (NETFENCE_BENCH_LAB, default 'bench': namespaces nfbench-hN, see
 tests/lab/README.md), never on the default lab. Prints a markdown table and writes it, the raw
@@ -17,10 +17,15 @@ Sections:
   5 cut      time from the blackout task's start until a probe from outside sees a refusal
   6 module   the module's own cost on the host: its AnsiballZ payload run in the host's netns, as a
              whole process, and the time inside the module alone (bench/inmodule_timer.py)
+  7 hold     a blackout with `hold: true`, then a replica recreated with a new address, or a new
+             replica: time from the new container's start (State.StartedAt) until it is refused on
+             every path (external, localhost, the host's namespace, a peer container), with no
+             Ansible run: the on-host watcher re-applies the blackout
 
 Safety: every firewall command runs inside a lab namespace of this instance (nsenter --net=
 /run/netns/nf<instance>-hN, checked not to be the root namespace); traffic goes only to lab
-addresses. Processes are ended by their pid only; every wait is bounded.
+addresses. Processes are ended by their pid only; every wait is bounded. Section 7 moves containers
+of the deployment on h1 and puts them back (the lab's own deploy if an address cannot be had again).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ os.environ['NETFENCE_LAB'] = INSTANCE          # for every lab call and subproce
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'lab'))
 
 import netfence_lab as lab  # noqa: E402  pylint: disable=wrong-import-position
+import netfence_lab_hold as hold  # noqa: E402  pylint: disable=wrong-import-position
 
 lab.configure(INSTANCE)
 
@@ -73,6 +79,18 @@ FOREIGN_RULES = 10000
 ROOT_NETNS = '/proc/self/ns/net'           # the bench runs in the root namespace
 CUT_TIMEOUT = 30.0
 REPEAT = 3                                     # module runs per variant and round (sections 2, 3)
+HOLD_PROBE_SECONDS = 20.0                      # section 7: how long a prober waits for the cut (a bound)
+HOLD_VARIANTS = {   # variant: (new container, its published port, what starts it, description)
+    'recreate': ('lab-memcached-2', 11212, hold.recreate_with_new_address, 'recreated replica, new address'),
+    'scale_up': ('lab-memcached-3', 11213, hold.scale_up, 'scale-up: a new replica'),
+}
+HOLD_PATHS = {   # path: description (section 7's probers)
+    'external': 'external (root namespace → host address, published port)',
+    'localhost': 'localhost (127.0.0.1, published port, in the host)',
+    'host': "the host's namespace → container address",
+    'peer': 'peer container (lab-client-front) → container address',
+}
+HOLD_DEPLOYMENT: dict[str, str] = {}           # section 7: {container: address} on HOST, as the lab made it
 
 TARGETS = {   # name: (description, limit, comparison)
     'floor': ('blackout.yml ≤ 1.3× the floor', 1.3, '<='),
@@ -82,6 +100,7 @@ TARGETS = {   # name: (description, limit, comparison)
     'fleet': ('blackout.yml, 6 hosts ≤ 1.5× one host', 1.5, '<='),
     'module': ("module's own time on the host (inside the module: its import + main() → exit_json) "
                "≤ 150 ms (median)", 0.150, '<='),
+    'hold': ('hold: new container refused on every path ≤ 1 s after its start (median of the slowest path)', 1.0, '<='),
 }
 
 
@@ -769,6 +788,126 @@ def section_cut(rounds: int, res: dict) -> None:
     res['cut']['probe_attempts'] = data['probe_attempts']
 
 
+def hold_blackout() -> float:
+    """blackout.yml with `hold: true` (playbooks/vars/inputs.yml's default, given explicitly)."""
+    return playbook('playbooks/blackout.yml', HOST, {'service': SERVICE, 'hold': 'true'})
+
+
+def hold_cut(host: lab.LabHost, client, variant: str) -> tuple[dict[str, tuple[float, bool]], float | None]:
+    """One new container of the blacked-out service (HOLD_VARIANTS[variant]); its cut per path.
+
+    The probers (netfence_lab_hold.PROBER) start and say they are ready before the container
+    starts, and get its address as soon as it runs. Returns ({path: (first refusal after which
+    every attempt was refused - State.StartedAt, whether the prober was served first)}, the
+    watcher's own lag in seconds from its pid file, or None if its last re-apply is older).
+    """
+    name, port, action, dummy = HOLD_VARIANTS[variant]
+    netns = netns_of(host)
+    peer = hold.client_netns(client)
+    if os.stat(peer).st_ino in (os.stat(ROOT_NETNS).st_ino, os.stat(netns).st_ino):
+        raise BenchError('%s: the peer namespace %s is not a container\'s' % (HOST, peer))
+    spaces = {'external': None, 'localhost': netns, 'host': netns, 'peer': peer}
+    probers = {}
+    try:
+        for path, space in spaces.items():
+            probers[path] = hold.start_prober(space, HOLD_PROBE_SECONDS)
+        action(client)
+        cont = client.containers.get(name)
+        addr = hold.address(client, name)
+        targets = {'external': (host.addr, port), 'localhost': ('127.0.0.1', port), 'host': (addr, 11211),
+                   'peer': (addr, 11211)}
+        for path, proc in probers.items():
+            hold.aim(proc, *targets[path])
+    except BaseException:
+        hold.kill_probers(probers.values())
+        raise
+    started = hold.epoch(cont.attrs['State']['StartedAt'])
+    cuts = {}
+    for path, proc in probers.items():
+        first, served = hold.first_refused(proc)
+        if first is None:
+            raise BenchError('%s: %s path to the new %s (%s) never refused in %.0f s'
+                             % (variant, path, name, addr, HOLD_PROBE_SECONDS))
+        cuts[path] = (first - started, served)
+    # Every path of the lab's probe matrix (localhost6, own_addr too): every memcached container
+    # refused, the bystander (and the taker on the old address) served. Read until so (bounded).
+    cut = hold.MEMCACHED + (name,)
+    deadline = time.monotonic() + HOLD_PROBE_SECONDS
+    while True:
+        bad = hold.expect(lab.probe(host, service='all'), cut)
+        if not bad:
+            break
+        if time.monotonic() > deadline:
+            raise BenchError('%s: not every path as expected %.0f s after the start: %s' % (variant, HOLD_PROBE_SECONDS, bad))
+        time.sleep(0.2)
+    last = hold.pid_file_data(host).get('last') or {}
+    lag = last.get('lag_ms')
+    if lag is None or not last.get('at') or hold.epoch(last['at']) < started:
+        return cuts, None
+    return cuts, lag / 1000
+
+
+def section_hold(rounds: int, res: dict) -> None:
+    """7: hold: a new container of a blackout with `hold: true` is cut by the watcher, no Ansible run.
+
+    Per round, each variant (interleaved): blackout.yml -e hold=true; probers ready on every path;
+    the new container started (a replica recreated with a new address: lab-memcached-2 removed,
+    its address taken by another container, started again; or a new replica lab-memcached-3);
+    the time from its State.StartedAt to the first refusal per path; restore.yml (the watcher
+    stops); the deployment put back (netfence_lab_hold.put_back: the lab's own deploy if an
+    address cannot be had again). Checked after each: no netfence rule, no watcher, no pid file.
+    """
+    host = lab.get_host(HOST)
+    log('section 7: hold on %s: %s; %d rounds' % (HOST, ', '.join(HOLD_VARIANTS), rounds))
+    client = host.client(timeout=60)
+    try:
+        hold.put_back(host, client, {})     # containers a killed earlier run left
+        if hold.watchers(host) or hold.hold_files(host) or netfence_rule_count(host):
+            raise BenchError('%s: a hold watcher, pid file or netfence rule before section 7' % HOST)
+        HOLD_DEPLOYMENT.clear()
+        HOLD_DEPLOYMENT.update({n: hold.address(client, n) for n in hold.MEMCACHED + ('lab-bystander-1',)})
+        data = {v: {'paths': {p: [] for p in HOLD_PATHS}, 'served': {p: 0 for p in HOLD_PATHS}, 'slowest': [],
+                    'watcher_lag': []} for v in HOLD_VARIANTS}
+
+        def unit(variant):
+            hold_blackout()
+            pids = hold.watchers(host)
+            if len(pids) != 1:
+                raise BenchError('%s: %d hold watchers after blackout.yml -e hold=true' % (variant, len(pids)))
+            try:
+                cuts, lag = hold_cut(host, client, variant)
+            finally:
+                restore(HOST)
+                hold.put_back(host, client, HOLD_DEPLOYMENT)
+            if hold.watchers(host) or hold.hold_files(host) or netfence_rule_count(host):
+                raise BenchError('%s: a watcher, pid file or netfence rule left after restore.yml' % variant)
+            return cuts, lag
+
+        unit('recreate')                    # warm-up, not counted
+        for r in range(rounds):
+            for variant in rotated(list(HOLD_VARIANTS), r):
+                cuts, lag = unit(variant)
+                d = data[variant]
+                for path, (took, served) in cuts.items():
+                    d['paths'][path].append(took)
+                    d['served'][path] += served
+                d['slowest'].append(max(took for took, dummy in cuts.values()))
+                if lag is not None:
+                    d['watcher_lag'].append(lag)
+                log('  round %d/%d: %s: %s; slowest %s; watcher %s' % (
+                    r + 1, rounds, variant, '  '.join('%s %s%s' % (p, '' if s else '≤ ', fmt_s(t))
+                                                      for p, (t, s) in cuts.items()),
+                    fmt_s(d['slowest'][-1]), fmt_s(lag) if lag is not None else '?'))
+    finally:
+        client.close()
+    res['hold'] = {v: {'paths': {p: {'values': vals, **summary(vals)} for p, vals in d['paths'].items()},
+                       'served': d['served'],
+                       'slowest': {'values': d['slowest'], **summary(d['slowest'])},
+                       **({'watcher_lag': {'values': d['watcher_lag'], **summary(d['watcher_lag'])}}
+                          if d['watcher_lag'] else {})}
+                   for v, d in data.items()}
+
+
 def section_module(rounds: int, payloads: Payloads, res: dict) -> None:
     """6: the module's own cost on the host: its payload, run in the host's netns, many times.
 
@@ -966,7 +1105,9 @@ def ratio(res: dict, key: str) -> float | None:
             return res['fleet']['6']['floor']['median'] / res['fleet']['1']['floor']['median']
         if key == 'module':
             return res['module_inside']['present']['median']
-    except KeyError:
+        if key == 'hold':   # the slower variant
+            return max(v['slowest']['median'] for v in res['hold'].values())
+    except (KeyError, ValueError):
         return None
     return None
 
@@ -1068,6 +1209,15 @@ def table(res: dict) -> str:
             add('6 module', 'CPU time, whole process (user+sys, with iptables children): module (changing)',
                 cpu['present'])
             add('6 module', 'CPU time, whole process: `ping` module', cpu['ping'])
+    for variant, v in (res.get('hold') or {}).items():
+        desc = HOLD_VARIANTS[variant][3]
+        add('7 hold', '**%s: State.StartedAt → refused on every path** (the slowest path of each round)' % desc,
+            v['slowest'])
+        for path, what in HOLD_PATHS.items():
+            add('7 hold', '%s: %s (served before the cut in %d of %d)' % (desc, what, v['served'][path], v['paths'][path]['n']),
+                v['paths'][path])
+        if v.get('watcher_lag'):
+            add('7 hold', "%s: the watcher's own lag, event → its re-apply done (pid file `lag_ms`)" % desc, v['watcher_lag'])
     lines = ['| section | measurement | median | spread: min – max (IQR) | n |', '|---|---|---|---|---|'] + rows
     lines += ['', '| target | measured (medians) | met | same on CPU time |', '|---|---|---|---|']
     for key, (desc, limit, op) in TARGETS.items():
@@ -1075,9 +1225,9 @@ def table(res: dict) -> str:
         if value is None:
             continue
         met = value <= limit if op == '<=' else value >= limit
-        shown = fmt_s(value) if key == 'module' else '%.2f×' % value
+        shown = fmt_s(value) if key in ('module', 'hold') else '%.2f×' % value
         cpu = cpu_ratio(res, key)
-        cpu_shown = '' if cpu is None else (fmt_s(cpu) if key == 'module' else '%.2f×' % cpu)
+        cpu_shown = '' if cpu is None else (fmt_s(cpu) if key in ('module', 'hold') else '%.2f×' % cpu)
         lines.append('| %s | %s | %s | %s |' % (desc, shown, 'yes' if met else '**no**', cpu_shown))
     refs = []
     with contextlib.suppress(KeyError, ZeroDivisionError):
@@ -1103,7 +1253,7 @@ def plot(res: dict, path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
-    fig, axes = plt.subplots(2, 3, figsize=(16, 9))
+    fig, axes = plt.subplots(2, 4, figsize=(21, 9))
     fig.suptitle('netfence.docker benchmarks (%s, %s; medians, bars min-max)'
                  % (res['meta']['date'], res['meta']['git'].split(' ')[0]), fontsize=11)
 
@@ -1178,6 +1328,24 @@ def plot(res: dict, path: str) -> None:
             for i, v in enumerate(med, start=1):
                 ax.annotate('%.0f ms' % v, (i, v), textcoords='offset points', xytext=(12, 3), ha='left', fontsize=7)
         ax.axhline(150, color='tab:red', linestyle='--', linewidth=1)
+    if 'hold' in res:
+        ax = axes[0][3]
+        ax.set_axis_on()
+        short = {'external': 'ext', 'localhost': 'lo', 'host': 'host', 'peer': 'peer'}
+        labels, sums, colors = [], [], []
+        for variant, v in res['hold'].items():
+            name = {'recreate': 'recreate', 'scale_up': 'scale-up'}.get(variant, variant)
+            for way in HOLD_PATHS:
+                labels.append('%s\n%s' % (name, short[way]))
+                sums.append(v['paths'][way])
+                colors.append('tab:blue' if variant == 'recreate' else 'tab:green')
+            if v.get('watcher_lag'):
+                labels.append('%s\nwatcher' % name)
+                sums.append(v['watcher_lag'])
+                colors.append('tab:gray')
+        bars(ax, labels, sums, '7. hold: new container start → refused, per path', unit='ms', colors=colors)
+        ax.tick_params(axis='x', labelsize=6)
+        ax.axhline(1000, color='tab:red', linestyle='--', linewidth=1)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -1212,7 +1380,8 @@ def write_results(res: dict) -> str:
 # --------------------------------------------------------------------------- main
 
 def cleanup(hosts: list[lab.LabHost]) -> None:
-    """Leave no netfence or foreign rule and no replica behind (best effort, bounded)."""
+    """Leave no netfence or foreign rule, no replica and no hold watcher behind, the deployment as the
+    lab made it (best effort, bounded)."""
     with contextlib.suppress(Exception):
         client = lab.get_host(HOST).client(timeout=60)
         try:
@@ -1220,17 +1389,27 @@ def cleanup(hosts: list[lab.LabHost]) -> None:
         finally:
             client.close()
     with contextlib.suppress(Exception):
-        restore('all')
+        restore('all')                      # also stops every hold watcher (section 7)
+    if HOLD_DEPLOYMENT:                     # section 7 ran: its deployment as the lab made it
+        with contextlib.suppress(Exception):
+            client = lab.get_host(HOST).client(timeout=60)
+            try:
+                hold.put_back(lab.get_host(HOST), client, HOLD_DEPLOYMENT)
+            finally:
+                client.close()
     for host in hosts:
         with contextlib.suppress(Exception):
             if netfence_rule_count(host):
                 log('WARNING: netfence rules left on %s' % host.name)
+        with contextlib.suppress(Exception):
+            if hold.watchers(host) or hold.hold_files(host):
+                log('WARNING: a hold watcher or its pid file left on %s: %s' % (host.name, hold.hold_files(host)))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--rounds', type=int, default=int(os.environ.get('NETFENCE_BENCH_ROUNDS', '5')))
-    parser.add_argument('--sections', default=os.environ.get('NETFENCE_BENCH_SECTIONS', '1,2,3,4,5,6'))
+    parser.add_argument('--sections', default=os.environ.get('NETFENCE_BENCH_SECTIONS', '1,2,3,4,5,6,7'))
     parser.add_argument('--keep-lab', action='store_true', default=bool(os.environ.get('NETFENCE_BENCH_KEEP_LAB')),
                         help='leave the bench lab up at the end (default: take it down if this run brought it up)')
     args = parser.parse_args(argv)
@@ -1282,6 +1461,8 @@ def main(argv=None) -> int:
         if 6 in sections:
             section_module(args.rounds, payloads, res)
             profile_module(res)
+        if 7 in sections:
+            section_hold(args.rounds, res)
     finally:
         cleanup(hosts)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -18,140 +18,29 @@ addresses moved), firewall identical, no netfence rule, no watcher process.
 """
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
+from netfence_lab_hold import (MEMCACHED, TAKER, address, aim, client_netns, epoch, expect, first_refused, hold_files,
+                               kill_probers, labels_of, pid_file_data, put_back, recreate_with_new_address,
+                               run_memcached, start_prober, watchers)
 from nf_helpers import check_ok, wait_quiet
 
 SERIES = ('20.10', '28')
-MEMCACHED = ('lab-memcached-1', 'lab-memcached-2')
-TAKER = 'nf-hold-taker'
 PROBE_SECONDS = 20.0  # how long the probers and the probe matrix wait for the cut (a bound, not the target)
 QUIET = 1.5  # after a recreate that must NOT be cut (no hold): time a watcher would have had to re-apply
 FIGURES: list[str] = []
 
-PROBER = r'''
-import socket, sys, time
-addr, port = sys.stdin.readline().split()   # started before the container: no start-up delay
-port, until = int(port), time.time() + float(sys.argv[1])
-refused = 0
-while time.time() < until and refused < 5:
-    s = socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET)
-    s.settimeout(0.2)
-    t = time.time()
-    try:
-        s.connect((addr, port)); out = 'ok'; refused = 0
-    except ConnectionRefusedError:
-        out = 'refused'; refused += 1
-    except OSError as exc:
-        out = type(exc).__name__; refused = 0
-    finally:
-        s.close()
-    print('%.4f %s' % (t, out), flush=True)
-    time.sleep(0.005)
-'''
-
 
 # --------------------------------------------------------------------------- helpers
 
-def watchers(host) -> list[int]:
-    """Pids of hold watchers (comm netfence-hold) in the host's network namespace."""
-    want = os.stat(host.netns_path).st_ino
-    found = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/comm', encoding='utf-8') as handle:
-                if handle.read().strip() != 'netfence-hold':
-                    continue
-            if os.stat(f'/proc/{entry}/ns/net').st_ino == want:
-                found.append(int(entry))
-        except OSError:
-            continue
-    return sorted(found)
-
-
-def hold_files(host) -> list[str]:
-    folder = os.path.join(host.lib_dir, 'netfence-state', 'hold')
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-
-
-def pid_file_data(host) -> dict:
-    (name,) = [f for f in hold_files(host) if f.endswith('.pid')]
-    with open(os.path.join(host.lib_dir, 'netfence-state', 'hold', name), encoding='utf-8') as handle:
-        return json.load(handle)
-
-
-def epoch(text: str) -> float:
-    """Docker's StartedAt (RFC 3339, nanoseconds) → epoch seconds."""
-    main, _dot, frac = text.rstrip('Z').partition('.')
-    base = dt.datetime.strptime(main, '%Y-%m-%dT%H:%M:%S').replace(tzinfo=dt.timezone.utc).timestamp()
-    return base + float('0.' + (frac or '0'))
-
-
-def address(client, name: str, network: str = 'lab_front') -> str:
-    cont = client.containers.get(name)
-    return cont.attrs['NetworkSettings']['Networks'][network]['IPAddress']
-
-
-def labels_of(client, name: str) -> dict:
-    return dict(client.containers.get(name).attrs['Config']['Labels'])
-
-
-def client_netns(client, name: str = 'lab-client-front') -> str:
-    return f'/proc/{client.containers.get(name).attrs["State"]["Pid"]}/ns/net'
-
-
-def start_prober(netns: str, seconds: float = PROBE_SECONDS) -> subprocess.Popen:
-    """A prober in ``netns``, waiting for ``addr port`` on its stdin."""
-    return subprocess.Popen(['nsenter', f'--net={netns}', sys.executable, '-I', '-c', PROBER, str(seconds)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-
-def first_refused(proc: subprocess.Popen) -> tuple[float | None, bool]:
-    """(time of the first refusal after which every attempt was refused, whether an attempt was
-    ever served: the prober may only have started after the cut)."""
-    out, _err = proc.communicate(timeout=30)
-    rows = [line.split() for line in out.splitlines() if line.strip()]
-    first = None
-    served = False
-    for stamp, outcome in rows:
-        if outcome == 'refused':
-            first = float(stamp) if first is None else first
-        else:
-            first = None
-            served = served or outcome == 'ok'
-    return first, served
-
-
-def expect(results: dict, cut: tuple[str, ...]) -> dict:
-    bad = {}
-    for name, cells in results.items():
-        for path, outcome in cells.items():
-            want = 'refused' if name in cut and path != 'egress' else 'ok'
-            if outcome != want:
-                bad[f'{name} {path}'] = f'{outcome} (want {want})'
-    return bad
-
-
 def table(results: dict) -> str:
     return netfence_lab.render_table(results)
-
-
-def run_memcached(client, name: str, number: int, port: int, template: dict):
-    labels = dict(template, **{'com.docker.compose.container-number': str(number)})
-    return client.containers.run(netfence_lab.IMAGE, netfence_lab.MEMCACHED_CMD, name=name, hostname=name,
-                                 network='lab_front', labels=labels, ports={'11211/tcp': port}, detach=True)
 
 
 def probe_until_cut(host, cut: tuple[str, ...]) -> dict:
@@ -170,19 +59,17 @@ def measure(host, client, name: str, port: int, what: str, action) -> float:
     the probers get its address at once; the probe matrix read until every path is cut. The time
     from its start (State.StartedAt) to the cut per path; ``<=`` when a prober only ever saw it
     refused (the cut came before the first attempt)."""
-    probers = {'host': start_prober(host.netns_path), 'peer': start_prober(client_netns(client)),
-               'localhost': start_prober(host.netns_path)}
+    probers = {'host': start_prober(host.netns_path, PROBE_SECONDS),
+               'peer': start_prober(client_netns(client), PROBE_SECONDS),
+               'localhost': start_prober(host.netns_path, PROBE_SECONDS)}
     try:
         action()
         cont = client.containers.get(name)
         addr = address(client, name)
         for path, proc in probers.items():
-            proc.stdin.write('%s %d\n' % (('127.0.0.1', port) if path == 'localhost' else (addr, 11211)))
-            proc.stdin.flush()
+            aim(proc, *(('127.0.0.1', port) if path == 'localhost' else (addr, 11211)))
     except BaseException:
-        for proc in probers.values():
-            proc.kill()
-            proc.wait()
+        kill_probers(probers.values())
         raise
     started = epoch(cont.attrs['State']['StartedAt'])
     every = probe_until_cut(host, MEMCACHED + (name,))
@@ -206,54 +93,11 @@ def measure(host, client, name: str, port: int, what: str, action) -> float:
     return max(d for d, _s in cuts.values())
 
 
-def put_back(host, client, before: dict) -> None:
-    """The deployment as the lab made it: same containers on the same addresses (the engine gives
-    the lowest free address: the extra containers go, the moved replica is created again); the
-    lab's own deploy only when that fails (new networks: the firewall then differs)."""
-    for extra in (TAKER, 'lab-memcached-3'):
-        with contextlib.suppress(Exception):
-            client.containers.get(extra).remove(force=True)
-    for name, addr in sorted(before.items()):
-        if _exists(client, name) and address(client, name) == addr:
-            continue
-        labels = labels_of(client, name)
-        port = {'lab-memcached-1': 11211, 'lab-memcached-2': 11212}.get(name)
-        if port is None or name == 'lab-memcached-1':
-            break  # not one this test moves: the lab deploys again below
-        client.containers.get(name).remove(force=True)
-        run_memcached(client, name, int(labels['com.docker.compose.container-number']), port, labels)
-    now = {name: address(client, name) if _exists(client, name) else None for name in before}
-    if now != before:
-        netfence_lab._deploy(host)  # pylint: disable=protected-access
-
-
 def same_firewall(a: dict, b: dict) -> dict:
     """Tables that differ other than by the order of Docker's own rules (a restarted or recreated
     container's DNAT/ACCEPT rules move to the end of Docker's chains)."""
     return {key: (sorted(set(a[key]) - set(b.get(key, []))), sorted(set(b.get(key, [])) - set(a[key])))
             for key in a if sorted(a[key]) != sorted(b.get(key, []))}
-
-
-def _exists(client, name):
-    try:
-        return client.containers.get(name).attrs['State']['Running']
-    except Exception:  # pylint: disable=broad-except
-        return False
-
-
-def recreate_with_new_address(client, name: str = 'lab-memcached-2', port: int = 11212) -> tuple[str, str]:
-    """docker rm -f NAME; another container takes its address; NAME again, same compose labels."""
-    labels = labels_of(client, name)
-    old = address(client, name)
-    client.containers.get(name).remove(force=True)
-    client.containers.run(netfence_lab.IMAGE, netfence_lab.MEMCACHED_CMD, name=TAKER, hostname=TAKER,
-                          network='lab_front', detach=True,
-                          labels={'com.docker.compose.project': netfence_lab.PROJECT,
-                                  'com.docker.compose.service': 'holdtaker', netfence_lab.ROLE_LABEL: 'service'})
-    run_memcached(client, name, int(labels.get('com.docker.compose.container-number', '2')), port, labels)
-    new = address(client, name)
-    assert new != old, f'{name} got its old address {old} back'
-    return old, new
 
 
 # --------------------------------------------------------------------------- fixtures
