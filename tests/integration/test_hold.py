@@ -214,8 +214,12 @@ def test_engine_restart_watcher_reconnects_and_reapplies(clean, run_module):
                    'watcher: %s' % (host.series, time.time() - started,
                                     pid_file_data(host).get('last', {}).get('message')))
     print(FIGURES[-1])
-    # A recreate after the restart is cut too.
-    assert pid_file_data(host)['connections'] >= 2  # it reconnected
+    # The watcher reconnects after its backoff (at most BACKOFF_MAX, 10 s): wait for it (the rules
+    # alone cut the restarted containers, which keep their addresses), then a recreate is cut too.
+    bound = time.monotonic() + 30
+    while pid_file_data(host).get('connections', 0) < 2 and time.monotonic() < bound:
+        time.sleep(0.2)
+    assert pid_file_data(host).get('connections', 0) >= 2, 'the watcher did not reconnect within 30 s'
     measure(host, client, 'lab-memcached-2', 11212, 'recreate after engine restart',
             lambda: recreate_with_new_address(client))
 
