@@ -405,7 +405,7 @@ def _recorded(module: t.Any, name: str) -> bool:
 
 
 def daemon_main(module: t.Any, name: str, params: dict[str, t.Any], deadline: float | None,
-                 path: str, ready: int) -> t.NoReturn:
+                path: str, ready: int) -> t.NoReturn:
     """In the detached grandchild: take the pid file's lock, tell the module, watch."""
     os.chdir('/')
     os.umask(0o022)

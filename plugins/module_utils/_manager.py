@@ -185,7 +185,7 @@ def run_argv(argv: list[str], data: str | None, env_update: dict[str, str]) -> t
     A command that cannot be started: rc 127 and the reason on stderr.
     """
     try:
-        proc = subprocess.run(argv, input=None if data is None else data.encode('utf-8'),
+        proc = subprocess.run(argv, input=None if data is None else data.encode('utf-8'),  # pylint: disable=ansible-bad-function
                               stdin=subprocess.DEVNULL if data is None else None,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env=dict(os.environ, **env_update), check=False)

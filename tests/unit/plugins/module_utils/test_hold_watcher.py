@@ -132,8 +132,8 @@ class Fakes:
 
     def watcher(self, deadline=1e9, running=lambda _cid: True):
         return _hold_watcher.Watcher('memcached', SERVICE, deadline, self.reapply, self.open_stream,
-                             lambda prio, msg: self.logs.append((prio, msg)), note=self.notes.append,
-                             clock=lambda: self.now, sleep=self.slept.append, running=running)
+                                     lambda prio, msg: self.logs.append((prio, msg)), note=self.notes.append,
+                                     clock=lambda: self.now, sleep=self.slept.append, running=running)
 
 
 def changed(cid=CID, addr='172.18.0.7'):
@@ -374,7 +374,7 @@ def test_info_reports_the_hold(state_dir):
 def test_daemon_signal_handling_defers_while_busy(tmp_path, monkeypatch):
     ended = []
     daemon = _hold_watcher._Daemon(str(tmp_path / 'x.pid'), os.open(str(tmp_path / 'x.pid'), os.O_RDWR | os.O_CREAT),
-                           'memcached', time.time() - 1, lambda: True)
+                                   'memcached', time.time() - 1, lambda: True)
     monkeypatch.setattr(daemon, 'end', ended.append)
     daemon.busy = True
     daemon.on_signal(signal.SIGALRM, None)
