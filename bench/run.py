@@ -832,14 +832,9 @@ def hold_cut(host: lab.LabHost, client, variant: str) -> tuple[dict[str, tuple[f
     # Every path of the lab's probe matrix (localhost6, own_addr too): every memcached container
     # refused, the bystander (and the taker on the old address) served. Read until so (bounded).
     cut = hold.MEMCACHED + (name,)
-    deadline = time.monotonic() + HOLD_PROBE_SECONDS
-    while True:
-        bad = hold.expect(lab.probe(host, service='all'), cut)
-        if not bad:
-            break
-        if time.monotonic() > deadline:
-            raise BenchError('%s: not every path as expected %.0f s after the start: %s' % (variant, HOLD_PROBE_SECONDS, bad))
-        time.sleep(0.2)
+    bad = hold.expect(hold.probe_until_cut(host, cut, HOLD_PROBE_SECONDS), cut)
+    if bad:
+        raise BenchError('%s: not every path as expected %.0f s after the start: %s' % (variant, HOLD_PROBE_SECONDS, bad))
     last = hold.pid_file_data(host).get('last') or {}
     lag = last.get('lag_ms')
     if lag is None or not last.get('at') or hold.epoch(last['at']) < started:

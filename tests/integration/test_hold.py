@@ -28,7 +28,7 @@ import pytest
 import netfence_lab  # tests/lab is put on sys.path by conftest.py
 from netfence_lab_hold import (MEMCACHED, TAKER, address, aim, client_netns, epoch, expect, first_refused, hold_files,
                                kill_probers, labels_of, pid_file_data, put_back, recreate_with_new_address,
-                               run_memcached, start_prober, watchers)
+                               probe_until_cut, run_memcached, start_prober, watchers)
 from nf_helpers import check_ok, wait_quiet
 
 SERIES = ('20.10', '28')
@@ -41,17 +41,6 @@ FIGURES: list[str] = []
 
 def table(results: dict) -> str:
     return netfence_lab.render_table(results)
-
-
-def probe_until_cut(host, cut: tuple[str, ...]) -> dict:
-    """The lab's probe matrix, read again until every path of ``cut`` is refused and every other
-    container served (or PROBE_SECONDS passed): the last matrix read."""
-    deadline = time.monotonic() + PROBE_SECONDS
-    while True:
-        every = netfence_lab.probe(host, service='all')
-        if not expect(every, cut) or time.monotonic() > deadline:
-            return every
-        time.sleep(0.2)
 
 
 def measure(host, client, name: str, port: int, what: str, action) -> float:
@@ -72,7 +61,7 @@ def measure(host, client, name: str, port: int, what: str, action) -> float:
         kill_probers(probers.values())
         raise
     started = epoch(cont.attrs['State']['StartedAt'])
-    every = probe_until_cut(host, MEMCACHED + (name,))
+    every = probe_until_cut(host, MEMCACHED + (name,), PROBE_SECONDS)
     cuts = {}
     for path, proc in probers.items():
         first, served = first_refused(proc)
@@ -207,7 +196,7 @@ def test_engine_restart_watcher_reconnects_and_reapplies(clean, run_module):
     res = blackout(run_module, host)
     _restart_engine(host, client)
     started = max(epoch(c.attrs['State']['StartedAt']) for c in (client.containers.get(n) for n in MEMCACHED))
-    every = probe_until_cut(host, MEMCACHED)
+    every = probe_until_cut(host, MEMCACHED, PROBE_SECONDS)
     assert not expect(every, MEMCACHED), 'not cut after the engine restart:\n' + table(every)
     assert watchers(host) == [res['hold']['pid']]
     FIGURES.append('engine restart Docker %s: every path refused (probe matrix) %.1f s after the last start; '

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import netfence_lab
 
@@ -212,3 +213,15 @@ def expect(results: dict, cut: tuple[str, ...]) -> dict:
             if outcome != want:
                 bad[f'{name} {path}'] = f'{outcome} (want {want})'
     return bad
+
+
+def probe_until_cut(host, cut: tuple[str, ...], seconds: float) -> dict:
+    """The lab's probe matrix, read again until ``expect(matrix, cut)`` finds nothing (every path of
+    the ``cut`` containers refused, every other container served) or ``seconds`` passed: the last
+    matrix read."""
+    deadline = time.monotonic() + seconds
+    while True:
+        every = netfence_lab.probe(host, service='all')
+        if not expect(every, cut) or time.monotonic() > deadline:
+            return every
+        time.sleep(0.2)
